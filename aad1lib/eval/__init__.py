@@ -1,0 +1,1 @@
+"""Evaluation: streaming speed benchmark (metrics arrive with the evaluation issue)."""
