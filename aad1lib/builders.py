@@ -1,0 +1,61 @@
+"""Build datasets, text encoder, codec and Wan transformers from an ExperimentConfig."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from .config import ExperimentConfig
+from .models.causal_wan import CausalWanTransformer3DModel
+from .models.codec import LatentCodec, build_codec
+from .models.text import TextEncoder, build_text_encoder
+
+
+def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
+    """The preset's clips for ``split`` (``train`` / ``test``); samples as in :mod:`aad1lib.data`."""
+    from .data import RealClipsDataset, SyntheticI2VDataset, VideoFolderDataset
+
+    d = cfg.data
+    if d.kind == "synthetic":
+        num = d.train_clips if split == "train" else d.test_clips
+        return SyntheticI2VDataset(split, num, d.num_frames, d.height, d.width, fps=d.fps, seed=cfg.seed)
+    if d.kind == "real_clips":
+        return RealClipsDataset(d.num_frames, d.height, d.width)
+    return VideoFolderDataset(d.root, d.captions_csv, d.num_frames, d.height, d.width, on_error=d.on_error)
+
+
+def build_text(cfg: ExperimentConfig) -> TextEncoder:
+    t = cfg.text
+    if t.kind == "tiny":
+        return build_text_encoder("tiny", dim=t.dim, max_length=t.max_length, seed=cfg.seed)
+    return build_text_encoder("umt5", path=t.path, max_length=t.max_length)
+
+
+def build_latent_codec(cfg: ExperimentConfig) -> LatentCodec:
+    if cfg.codec.kind == "identity":
+        return build_codec("identity")
+    return build_codec("wan_vae", path=cfg.codec.path)
+
+
+def build_wan(cfg: ExperimentConfig, seed: int | None = None) -> CausalWanTransformer3DModel:
+    """A Wan transformer: the local checkpoint of ``model.pretrained``, else a seeded random init."""
+    if cfg.model.pretrained:
+        root = Path(cfg.model.pretrained)
+        subfolder = None if (root / "config.json").exists() else "transformer"  # transformer folder or Wan root
+        return CausalWanTransformer3DModel.from_pretrained(root, subfolder=subfolder)
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed if seed is None else seed)
+        return CausalWanTransformer3DModel(**cfg.model.wan_kwargs())
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack videos/first frames, keep prompts, motions and sources as lists."""
+    return {
+        "video": torch.stack([s["video"] for s in samples]),  # [B, 3, F, H, W]
+        "first_frame": torch.stack([s["first_frame"] for s in samples]),  # [B, 3, H, W]
+        "prompt": [s["prompt"] for s in samples],
+        "motion": [s["motion"] for s in samples],
+        "source": [s["source"] for s in samples],
+    }

@@ -1,0 +1,286 @@
+"""Typed configuration: one dataclass per part and per stage; presets are YAML in experiments/configs/.
+
+A preset file holds the shared parts (data, model, text, codec, chunking, sampling, train) and one
+section per stage. Loading is strict: an unknown key, a value of the wrong type, a choice outside its
+allowed values or an impossible combination raises :class:`ConfigError` naming the key, before any
+work starts. Overrides use dotted keys (``{"teacher.steps": 10}``), as notebooks pass them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+class ConfigError(ValueError):
+    """A preset or override that cannot be used; the message names the key."""
+
+
+# ---- shared parts --------------------------------------------------------------------------------
+@dataclass
+class DataConfig:
+    kind: Literal["synthetic", "real_clips", "video_folder"] = "synthetic"
+    num_frames: int = 9  # pixel frames per clip (the codec maps them to latent frames)
+    height: int = 32
+    width: int = 32
+    fps: int = 8
+    train_clips: int = 256  # synthetic set sizes
+    test_clips: int = 16
+    root: str | None = None  # video_folder: folder of mp4s
+    captions_csv: str | None = None  # video_folder: CSV with columns file,caption
+    on_error: Literal["raise", "skip"] = "raise"  # video_folder: corrupt/short files
+
+
+@dataclass
+class ModelConfig:
+    """The Wan transformer shared by teacher, student, critic and discriminator backbone."""
+
+    pretrained: str | None = None  # local diffusers Wan folder (cluster); None = build from the sizes below
+    patch_size: tuple[int, int, int] = (1, 4, 4)
+    num_attention_heads: int = 4
+    attention_head_dim: int = 32
+    ffn_dim: int = 512
+    num_layers: int = 4
+    freq_dim: int = 64
+    text_dim: int = 64
+    in_channels: int = 3
+    rope_max_seq_len: int = 1024
+
+    def wan_kwargs(self) -> dict[str, Any]:
+        return dict(
+            patch_size=tuple(self.patch_size),
+            num_attention_heads=self.num_attention_heads,
+            attention_head_dim=self.attention_head_dim,
+            in_channels=self.in_channels,
+            out_channels=self.in_channels,
+            text_dim=self.text_dim,
+            freq_dim=self.freq_dim,
+            ffn_dim=self.ffn_dim,
+            num_layers=self.num_layers,
+            rope_max_seq_len=self.rope_max_seq_len,
+        )
+
+
+@dataclass
+class TextConfig:
+    kind: Literal["tiny", "umt5"] = "tiny"
+    path: str | None = None  # umt5: local Wan folder (text_encoder/ + tokenizer/)
+    dim: int = 64  # tiny encoder width (must equal model.text_dim)
+    max_length: int = 24
+
+
+@dataclass
+class CodecConfig:
+    kind: Literal["identity", "wan_vae"] = "identity"
+    path: str | None = None  # wan_vae: local Wan folder (vae/)
+
+
+@dataclass
+class ChunkConfig:
+    """Generator chunking in LATENT frames (paper: 3 per chunk, sink + sliding window)."""
+
+    frames_per_chunk: int = 2
+    context_frames: int = 1  # the I2V first frame, clean
+    sink_frames: int = 1
+    window_frames: int | None = None  # None = attend to the whole history
+
+
+@dataclass
+class SamplingConfig:
+    shift: float = 3.0  # flow-matching time shift (Wan: 5.0 at 480p)
+    teacher_steps: int = 20  # teacher sampler steps (paper's Wan reference: 50 steps × CFG = 100 NFE)
+    teacher_sampler: Literal["euler", "unipc"] = "euler"
+    guidance_scale: float = 3.0
+
+
+@dataclass
+class TrainConfig:
+    """Settings of the shared training loop."""
+
+    batch_size: int = 8
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    grad_clip: float = 1.0
+    ema_decay: float | None = None  # None = no EMA
+    log_every: int = 10
+    sample_every: int = 200
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    tracker: Literal["tensorboard", "wandb", "mlflow", "none"] = "tensorboard"
+    num_workers: int = 0
+
+
+# ---- stages --------------------------------------------------------------------------------------
+@dataclass
+class TeacherConfig:
+    """Stage 0: the bidirectional I2V teacher (trained on CPU presets, loaded for Wan presets)."""
+
+    steps: int = 1000
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    caption_dropout: float = 0.1  # so classifier-free guidance works
+    num_samples: int = 4  # test first frames sampled for the notebook
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "custom"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    chunking: ChunkConfig = field(default_factory=ChunkConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+
+    def validate(self) -> ExperimentConfig:
+        """Reject impossible combinations, naming the keys involved."""
+        from .models.chunking import ChunkLayout
+
+        d, m, c = self.data, self.model, self.chunking
+        if self.text.kind == "tiny" and self.text.dim != m.text_dim:
+            raise ConfigError(f"text.dim ({self.text.dim}) must equal model.text_dim ({m.text_dim})")
+        if self.codec.kind == "identity" and m.in_channels != 3:
+            raise ConfigError(
+                f"codec.kind=identity works in pixel space: model.in_channels must be 3, got {m.in_channels}"
+            )
+        if self.codec.kind == "wan_vae" and (d.num_frames - 1) % 4:
+            raise ConfigError(f"codec.kind=wan_vae needs data.num_frames = 1 + 4k, got {d.num_frames}")
+        factor = 8 if self.codec.kind == "wan_vae" else 1
+        _, p_h, p_w = m.patch_size
+        if d.height % (factor * p_h) or d.width % (factor * p_w):
+            raise ConfigError(
+                f"data.height×width = {d.height}×{d.width} must be divisible by codec factor × model.patch_size "
+                f"({factor}×{p_h}, {factor}×{p_w})"
+            )
+        try:
+            layout = ChunkLayout(c.frames_per_chunk, c.context_frames, c.sink_frames, c.window_frames)
+            layout.check_num_frames(self.latent_frames)
+        except ValueError as err:
+            raise ConfigError(f"chunking vs data.num_frames ({self.latent_frames} latent frames): {err}") from err
+        for key, value in [("teacher.caption_dropout", self.teacher.caption_dropout)]:
+            if not 0 <= value < 1:
+                raise ConfigError(f"{key} must lie in [0, 1), got {value}")
+        return self
+
+    @property
+    def latent_frames(self) -> int:
+        return 1 + (self.data.num_frames - 1) // 4 if self.codec.kind == "wan_vae" else self.data.num_frames
+
+    def chunk_layout(self):
+        from .models.chunking import ChunkLayout
+
+        c = self.chunking
+        return ChunkLayout(c.frames_per_chunk, c.context_frames, c.sink_frames, c.window_frames)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---- loading -------------------------------------------------------------------------------------
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def load_preset(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Load a preset by name (``tiny``, ``demo``, ``wan2.1-1.3b``, ``wan2.1-14b``) or YAML path, then apply
+    dotted-key overrides and validate."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ConfigError(f"unknown preset {str(name_or_path)!r}; allowed: {available_presets()}")
+    elif not path.exists():
+        raise ConfigError(f"preset file {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    cfg = from_dict(ExperimentConfig, raw, prefix="")
+    for key, value in (overrides or {}).items():
+        apply_override(cfg, key, value)
+    return cfg.validate()
+
+
+def apply_override(cfg: Any, dotted_key: str, value: Any) -> None:
+    """Set ``cfg.a.b = value`` with the same type checks as loading."""
+    *parents, leaf = dotted_key.split(".")
+    target = cfg
+    for i, part in enumerate(parents):
+        _check_key(type(target), part, ".".join(parents[:i]))
+        target = getattr(target, part)
+    _check_key(type(target), leaf, ".".join(parents))
+    setattr(target, leaf, _check_type(typing.get_type_hints(type(target))[leaf], value, dotted_key))
+
+
+def from_dict(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in raw.items():
+        _check_key(cls, key, prefix.rstrip("."))
+        kwargs[key] = _check_type(hints[key], value, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def _check_key(cls: type, key: str, prefix: str) -> dict[str, dataclasses.Field]:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if key not in fields:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key {where + key!r}; allowed keys: {sorted(fields)}")
+    return fields
+
+
+def _check_type(hint: Any, value: Any, key: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, prefix=f"{key}.")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _check_type(arg, value, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches none of {args}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key} = {value!r} is not allowed; allowed values: {list(args)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"{key} must be a list of {len(args)} values, got {value!r}")
+        return tuple(_check_type(a, v, key) for a, v in zip(args, value, strict=True))
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_check_type(args[0], v, key) for v in value]
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    if hint is Any:
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint}")

@@ -1,0 +1,38 @@
+"""VBench-I2V-style metrics, Drift and the motion ratio, with pluggable (offline or published) backbones.
+
+Offline defaults (no download): HOG (subject), ColorHist (background), OpenCV DIS flow, SharpNoise IQ.
+Published backbones from local files: DINO / CLIP (transformers), RAFT, MUSIQ, DreamSim (:mod:`.cluster`).
+"""
+
+from .backbones import FeatureExtractor, FlowEstimator, QualityScorer, to_uint8_images, video_frames
+from .cluster import (
+    DreamSimFeatures,
+    MUSIQQuality,
+    RAFTFlow,
+    TransformersFeatures,
+    load_clip,
+    load_dino,
+    load_dreamsim,
+    load_musiq,
+    load_raft,
+)
+from .drift import DriftResult, drift, segment_bounds
+from .motion import clip_flows, mean_flow_magnitude, motion_ratio
+from .offline import ColorHistFeatures, HOGFeatures, OpenCVFlow, SharpNoiseQuality
+from .suite import MetricSuite
+from .vbench import (
+    dynamic_params,
+    i2v_consistency,
+    is_dynamic,
+    similarity,
+    temporal_consistency,
+    top_flow_magnitude,
+)
+
+__all__ = [
+    "ColorHistFeatures", "DreamSimFeatures", "DriftResult", "FeatureExtractor", "FlowEstimator", "HOGFeatures",
+    "MUSIQQuality", "MetricSuite", "OpenCVFlow", "QualityScorer", "RAFTFlow", "SharpNoiseQuality",
+    "TransformersFeatures", "clip_flows", "drift", "dynamic_params", "i2v_consistency", "is_dynamic", "load_clip",
+    "load_dino", "load_dreamsim", "load_musiq", "load_raft", "mean_flow_magnitude", "motion_ratio",
+    "segment_bounds", "similarity", "temporal_consistency", "to_uint8_images", "top_flow_magnitude", "video_frames",
+]  # fmt: skip

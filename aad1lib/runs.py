@@ -1,0 +1,50 @@
+"""Run registry: find the runs of a stage under experiments/runs/ (``latest`` = newest finished run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .train.run_folder import RUNS_ROOT, RunFolder
+
+# which notebook produces each stage's runs (for error messages)
+STAGE_NOTEBOOKS = {
+    "teacher": "notebooks/00_teacher.ipynb",
+    "stage1": "notebooks/01_causal_init.ipynb",
+    "stage2": "notebooks/02_dmd_warmup.ipynb",
+    "stage3": "notebooks/03_adversarial.ipynb",
+}
+
+
+def find_runs(stage: str, preset: str | None = None, root: Path | None = None, finished_only: bool = True):
+    """Runs of ``stage`` (and ``preset``), oldest first by start time."""
+    root = Path(root or RUNS_ROOT)
+    runs = []
+    for path in root.glob(f"{stage}-*"):
+        if not (path / "run.json").exists():
+            continue
+        run = RunFolder(path)
+        info = run.info
+        if info.get("stage") != stage or (preset is not None and info.get("preset") != preset):
+            continue
+        if finished_only and not run.finished:
+            continue
+        runs.append(run)
+    return sorted(runs, key=lambda r: (r.info.get("started", ""), r.path.name))
+
+
+def resolve_run(spec: str | Path, stage: str, preset: str, root: Path | None = None) -> RunFolder:
+    """``"latest"`` -> the newest finished ``stage`` run of ``preset``; else a run folder path, checked."""
+    if str(spec) == "latest":
+        runs = find_runs(stage, preset, root)
+        if not runs:
+            raise FileNotFoundError(
+                f"no finished {stage} run for preset {preset!r} under {Path(root or RUNS_ROOT)}: "
+                f"run {STAGE_NOTEBOOKS.get(stage, stage)} first (e.g. papermill ... -p preset {preset})"
+            )
+        return runs[-1]
+    run = RunFolder.open(spec)
+    if run.info.get("stage") != stage:
+        raise ValueError(f"{run.path} is a {run.info.get('stage')!r} run, expected a {stage!r} run")
+    if not run.finished:
+        raise ValueError(f"{run.path} did not finish; resume it or pick another run")
+    return run

@@ -1,0 +1,227 @@
+"""The training loop every stage runs on: accelerate, run folder, tracking, EMA, clipping, exact resume.
+
+A stage trainer registers its models/optimizers, then hands :meth:`TrainLoop.fit` a ``step_fn(step, gen)``
+that does one training step (calling :meth:`TrainLoop.optimize` for each update) and returns scalars
+to log. Everything random inside a step draws from ``gen``, a generator seeded by (seed, step, rank),
+so a run resumed from a checkpoint replays exactly the batches and noise of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import broadcast_object_list
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from ..config import TrainConfig
+from .run_folder import RUNS_ROOT, RunFolder
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a NaN/inf loss (or another stage-specific failure); the last good checkpoint is kept."""
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, int | float | str | bool) else str(value)
+    return flat
+
+
+class TrainLoop:
+    """Owns the accelerator and the run folder of one training run.
+
+    Args:
+        stage: stage name used in the run folder (``teacher``, ``stage1`` …).
+        preset: preset name used in the run folder.
+        config: the resolved config (dict) written to the run folder and the tracker.
+        train: the shared loop settings.
+        seed: base seed of the per-step generators.
+        run_name: folder name suffix; an unfinished run of that name is resumed.
+        runs_root: parent folder of runs (default ``experiments/runs``).
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        preset: str,
+        config: dict[str, Any],
+        train: TrainConfig,
+        seed: int,
+        run_name: str | None = None,
+        runs_root: Path | None = None,
+        accelerator: Accelerator | None = None,
+    ):
+        self.train = train
+        self.seed = seed
+        tracker = None if train.tracker == "none" else train.tracker
+        cpu = not torch.cuda.is_available()
+        state = PartialState(cpu=cpu)  # process group first: every rank must agree on the run folder
+        name = [run_name or time.strftime("%Y%m%d-%H%M%S")]
+        if state.num_processes > 1:
+            broadcast_object_list(name)
+        if state.is_main_process:
+            self.run = RunFolder.create(stage, preset, config, name=name[0], root=runs_root)
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            self.run = RunFolder(Path(runs_root or RUNS_ROOT) / f"{stage}-{preset}-{name[0]}")
+        self.accelerator = accelerator or Accelerator(
+            cpu=cpu, mixed_precision=train.mixed_precision, log_with=tracker, project_dir=str(self.run.path)
+        )
+        if tracker is not None:
+            self.accelerator.init_trackers("tracking", config=flatten_config(config))
+        self.models: dict[str, torch.nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, Any] = {}
+        self.emas: dict[str, EMAModel] = {}
+        self.step = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    # ---- registration --------------------------------------------------------------------------
+    def add_model(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+        ema_decay: float | None = None,
+    ) -> torch.nn.Module:
+        """Prepare a model (+ its optimizer/scheduler/EMA) for the devices; returns the prepared model."""
+        if optimizer is None:
+            model = self.accelerator.prepare(model)
+        else:
+            model, optimizer = self.accelerator.prepare(model, optimizer)
+            self.optimizers[name] = optimizer
+        if scheduler is not None:
+            self.schedulers[name] = self.accelerator.prepare(scheduler)
+        if ema_decay is not None:
+            ema = EMAModel(self.accelerator.unwrap_model(model).parameters(), decay=ema_decay)
+            self.accelerator.register_for_checkpointing(ema)
+            self.emas[name] = ema
+        self.models[name] = model
+        return model
+
+    def step_generator(self, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+        """Randomness of one step: a function of (seed, step, rank) only, so resume replays it."""
+        gen = torch.Generator(device=device)
+        gen.manual_seed(((self.seed * 1_000_003 + step) * 1_009 + self.accelerator.process_index) % 2**63)
+        return gen
+
+    # ---- one update ----------------------------------------------------------------------------
+    def optimize(self, name: str, loss: torch.Tensor, retain_graph: bool = False) -> float | None:
+        """Backward, clip, step and zero-grad the optimizer ``name``; refuses a non-finite loss first.
+
+        Returns the gradient norm before clipping (None if clipping is off).
+        """
+        value = loss.detach().float()
+        if not torch.isfinite(value).all():
+            self._diverged(f"{name} loss is {value.item()} at step {self.step}")
+        self.accelerator.backward(loss, retain_graph=retain_graph)
+        grad_norm = None
+        if self.train.grad_clip and self.train.grad_clip > 0:
+            grad_norm = float(self.accelerator.clip_grad_norm_(self.models[name].parameters(), self.train.grad_clip))
+            if not math.isfinite(grad_norm):
+                self.optimizers[name].zero_grad(set_to_none=True)
+                self._diverged(f"{name} gradient norm is {grad_norm} at step {self.step}")
+        self.optimizers[name].step()
+        if name in self.schedulers:
+            self.schedulers[name].step()
+        self.optimizers[name].zero_grad(set_to_none=True)
+        if name in self.emas:
+            self.emas[name].step(self.accelerator.unwrap_model(self.models[name]).parameters())
+        return grad_norm
+
+    def _diverged(self, what: str) -> None:
+        last = self.run.latest_checkpoint()
+        raise DivergenceError(
+            f"training diverged: {what}. Stopped; the last good checkpoint is "
+            f"{last if last else '(none yet)'} in {self.run.path}"
+        )
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def fit(
+        self,
+        step_fn: Callable[[int, torch.Generator], dict[str, float]],
+        max_steps: int,
+        sample_fn: Callable[[int], None] | None = None,
+        desc: str = "train",
+    ) -> list[dict[str, Any]]:
+        """Run steps ``start .. max_steps - 1`` (start = after the latest checkpoint) and return the metrics."""
+        start = self.resume()
+        bar = tqdm(range(start, max_steps), desc=desc, initial=start, total=max_steps, disable=not self.is_main)
+        tic = time.time()
+        for step in bar:
+            self.step = step
+            for model in self.models.values():
+                model.train()
+            metrics = step_fn(step, self.step_generator(step))
+            for key, value in metrics.items():
+                if not math.isfinite(value):
+                    self._diverged(f"{key} = {value} at step {step}")
+            record = dict(step=step, **{k: float(v) for k, v in metrics.items()}, seconds=time.time() - tic)
+            if self.is_main:
+                self.run.log_metrics(record)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in list(metrics.items())[:3]})
+            if step % self.train.log_every == 0 or step == max_steps - 1:
+                self.accelerator.log(metrics, step=step)
+            done = step + 1
+            if sample_fn is not None and (done % self.train.sample_every == 0 or done == max_steps):
+                for model in self.models.values():
+                    model.eval()
+                sample_fn(done)
+            if done % self.train.checkpoint_every == 0 or done == max_steps:
+                self.save_checkpoint(done)
+        bar.close()
+        self.step = max_steps
+        return self.run.read_metrics()
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def save_checkpoint(self, done_steps: int) -> Path:
+        """accelerate state (models, optimizers, schedulers, EMA, RNG) written atomically."""
+        tmp = self.run.begin_checkpoint(done_steps) if self.is_main else None
+        tmp_list = [str(tmp) if tmp else None]
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(tmp_list)
+        self.accelerator.save_state(tmp_list[0])
+        self.accelerator.wait_for_everyone()
+        final = None
+        if self.is_main:
+            final = self.run.commit_checkpoint(Path(tmp_list[0]), done_steps, {}, keep=self.train.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+        return final or self.run.checkpoint_dir(done_steps)
+
+    def resume(self) -> int:
+        """Load the latest checkpoint of this run, if any; return the first step still to run."""
+        latest = self.run.latest_checkpoint()
+        if latest is None:
+            return 0
+        self.accelerator.load_state(str(latest))
+        done = json.loads((latest / "loop.json").read_text())["step"]
+        if self.is_main:
+            self.run.truncate_metrics(done - 1)
+            print(f"resumed {self.run.path.name} from {latest.name}")
+        return done
+
+    def unwrap(self, name: str) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.models[name])
+
+    def end(self) -> None:
+        self.accelerator.end_training()

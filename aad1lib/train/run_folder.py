@@ -1,0 +1,192 @@
+"""One folder per run under experiments/runs/: config, metrics, checkpoints, samples — never overwritten.
+
+```
+experiments/runs/<stage>-<preset>-<name>/
+  run.json          stage, preset, name, git commit, package versions, start time
+  config.yaml       the resolved ExperimentConfig (+ the stage's notebook parameters)
+  metrics.jsonl     one JSON line per logged step
+  checkpoints/step-0000100/   accelerate state (models, optimizers, RNG) + loop.json, written atomically
+  model/ …          final weights in diffusers format (from_pretrained-able)
+  samples/          mp4 + strip png per sampling point
+  finished.json     written last: the run completed (later stages only start from finished runs)
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RUNS_ROOT = Path(__file__).resolve().parents[2] / "experiments" / "runs"
+_PACKAGES = ("torch", "diffusers", "accelerate", "transformers", "numpy", "aad1")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+class RunExistsError(FileExistsError):
+    pass
+
+
+class RunFolder:
+    """A run's folder. Use :meth:`create` (new or resumable run) or :meth:`open` (read a finished one)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    # ---- creation ------------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls, stage: str, preset: str, config: dict[str, Any], name: str | None = None, root: Path | None = None
+    ) -> RunFolder:
+        """A new run folder, or the unfinished one of the same name (to resume it).
+
+        A finished run is never overwritten, and an unfinished one is only resumed with the same config.
+        """
+        root = Path(root or RUNS_ROOT)
+        name = name or time.strftime("%Y%m%d-%H%M%S")
+        run = cls(root / f"{stage}-{preset}-{name}")
+        if run.path.exists():
+            if run.finished:
+                raise RunExistsError(f"run {run.path} already finished; choose another run_name (nothing was touched)")
+            saved = (
+                yaml.safe_load((run.path / "config.yaml").read_text()) if (run.path / "config.yaml").exists() else None
+            )
+            if saved is not None and saved != _plain(config):
+                raise RunExistsError(
+                    f"unfinished run {run.path} was started with a different config; resume it with the same "
+                    "parameters or choose another run_name"
+                )
+            return run
+        (run.path / "checkpoints").mkdir(parents=True)
+        (run.path / "samples").mkdir()
+        (run.path / "config.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
+        info = dict(
+            stage=stage,
+            preset=preset,
+            name=name,
+            git_commit=git_commit(),
+            packages=package_versions(),
+            started=time.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+        (run.path / "run.json").write_text(json.dumps(info, indent=2))
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunFolder:
+        run = cls(Path(path))
+        if not (run.path / "run.json").exists():
+            raise FileNotFoundError(f"{run.path} is not a run folder (no run.json)")
+        return run
+
+    # ---- contents ------------------------------------------------------------------------------
+    @property
+    def info(self) -> dict[str, Any]:
+        return json.loads((self.path / "run.json").read_text())
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return yaml.safe_load((self.path / "config.yaml").read_text())
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / "finished.json").exists()
+
+    def mark_finished(self, **summary: Any) -> None:
+        _atomic_write_text(self.path / "finished.json", json.dumps(dict(summary, finished=time.time()), indent=2))
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        with self.metrics_file.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_file.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+
+    def truncate_metrics(self, last_step: int) -> None:
+        """Drop lines logged after ``last_step`` (a resumed run recomputes them)."""
+        kept = [r for r in self.read_metrics() if r.get("step", -1) <= last_step]
+        _atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.path / "checkpoints" / f"step-{step:07d}"
+
+    def checkpoints(self) -> list[Path]:
+        return sorted(p for p in (self.path / "checkpoints").glob("step-*") if (p / "loop.json").exists())
+
+    def latest_checkpoint(self) -> Path | None:
+        found = self.checkpoints()
+        return found[-1] if found else None
+
+    def begin_checkpoint(self, step: int) -> Path:
+        """Temporary folder to write a checkpoint into; :meth:`commit_checkpoint` renames it in one step."""
+        tmp = self.path / "checkpoints" / f".tmp-step-{step:07d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        return tmp
+
+    def commit_checkpoint(self, tmp: Path, step: int, state: dict[str, Any], keep: int) -> Path:
+        (tmp / "loop.json").write_text(json.dumps(dict(state, step=step)))
+        final = self.checkpoint_dir(step)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)  # atomic: a crash leaves either the old set or the new checkpoint
+        for old in self.checkpoints()[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / "samples"
+
+
+def _plain(obj: Any) -> Any:
+    """YAML/JSON-friendly copy (tuples -> lists)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

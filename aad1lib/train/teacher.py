@@ -1,0 +1,155 @@
+"""Stage 0: the bidirectional I2V teacher, trained with flow matching (CPU presets) or loaded (Wan presets).
+
+Training (rectified flow, as Wan): x_t = (1 - σ) x0 + σ ε with σ ~ shifted U(0, 1) per clip, the model
+regresses v = ε - x0. I2V: the first frame(s) enter clean with timestep 0 and are left out of the loss;
+captions are dropped ~10 % of the time so classifier-free guidance works at sampling time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers.optimization import get_scheduler
+
+from .. import flow
+from ..builders import build_dataset, build_latent_codec, build_text, build_wan, collate
+from ..config import ExperimentConfig
+from ..models.causal_wan import CausalWanTransformer3DModel
+from ..sampling import sample_i2v
+from .loop import TrainLoop
+from .run_folder import RunFolder
+from .samples import save_samples
+
+STAGE = "teacher"
+
+
+@dataclass
+class TeacherRun:
+    run: RunFolder
+    model: CausalWanTransformer3DModel
+    train_seconds: float
+
+
+def teacher_loss(
+    model: CausalWanTransformer3DModel,
+    latents: torch.Tensor,
+    text: torch.Tensor,
+    context_frames: int,
+    shift: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Flow-matching loss on ``latents`` ``[B, C, F, H, W]``; the first ``context_frames`` are clean context."""
+    batch = latents.shape[0]
+    sigma = flow.sample_timesteps(batch, generator=generator, shift=shift).to(latents)  # [B]
+    sigma = sigma[:, None].repeat(1, latents.shape[2])  # [B, F]
+    sigma[:, :context_frames] = 0.0
+    noise = torch.randn(latents.shape, generator=generator).to(latents)
+    x_t = flow.add_noise(latents, noise, sigma)
+    v = model(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False)[0]
+    target = flow.velocity_target(latents, noise)
+    return F.mse_loss(v[:, :, context_frames:].float(), target[:, :, context_frames:].float())
+
+
+def train_teacher(
+    cfg: ExperimentConfig,
+    run_name: str | None = None,
+    runs_root: Path | None = None,
+    notebook_params: dict | None = None,
+) -> TeacherRun:
+    """Train (or, for Wan presets, load) the teacher into a new run folder; resumes an unfinished run."""
+    config = dict(cfg.to_dict(), notebook=notebook_params or {})
+    loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
+    device = loop.device
+    text_encoder = build_text(cfg).to(device)
+    codec = build_latent_codec(cfg).to(device)
+    ctx = cfg.chunking.context_frames
+    start = time.time()
+
+    if cfg.model.pretrained:  # cluster: Wan 2.1 is the teacher, nothing to train
+        model = build_wan(cfg).to(device).eval()
+        loop.run.mark_finished(stage=STAGE, teacher=str(cfg.model.pretrained), trained_steps=0, train_seconds=0.0)
+        return TeacherRun(loop.run, model, 0.0)
+
+    train_set = build_dataset(cfg, "train")
+    test_set = build_dataset(cfg, "test")
+    model = build_wan(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.teacher.lr, weight_decay=cfg.teacher.weight_decay)
+    scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.teacher.warmup_steps)
+    model = loop.add_model("teacher", model, optimizer, scheduler, ema_decay=cfg.train.ema_decay)
+    empty_text = text_encoder.encode([""])[0]
+
+    def step_fn(step: int, gen: torch.Generator) -> dict[str, float]:
+        idx = torch.randint(len(train_set), (cfg.train.batch_size,), generator=gen).tolist()
+        batch = collate([train_set[i] for i in idx])
+        drop = torch.rand(len(idx), generator=gen) < cfg.teacher.caption_dropout
+        prompts = ["" if d else p for d, p in zip(drop.tolist(), batch["prompt"], strict=True)]
+        with torch.no_grad():
+            latents = codec.encode(batch["video"].to(device))
+            text = text_encoder.encode(prompts)[0]
+        loss = teacher_loss(model, latents, text, ctx, cfg.sampling.shift, gen)
+        grad_norm = loop.optimize("teacher", loss)
+        return dict(loss=loss.item(), lr=loop.schedulers["teacher"].get_last_lr()[0], grad_norm=grad_norm or 0.0)
+
+    fixed = collate([test_set[i] for i in range(min(cfg.teacher.num_samples, len(test_set)))])
+
+    def sample_fn(done_steps: int) -> None:
+        if not loop.is_main:
+            return
+        videos = sample_teacher(cfg, loop.unwrap("teacher"), text_encoder, codec, fixed, empty_text)
+        named = {f"{i}-{s}": v for i, (s, v) in enumerate(zip(fixed["source"], videos, strict=True))}
+        save_samples(
+            loop.run.samples_dir / f"step-{done_steps:07d}", named, cfg.data.fps, f"teacher, step {done_steps}"
+        )
+
+    loop.fit(step_fn, cfg.teacher.steps, sample_fn=sample_fn, desc="Stage 0 teacher")
+    train_seconds = time.time() - start
+    final = loop.unwrap("teacher")
+    if "teacher" in loop.emas:  # the EMA weights are the teacher
+        loop.emas["teacher"].copy_to(final.parameters())
+    if loop.is_main:
+        final.save_pretrained(loop.run.path / "model")
+        metrics = loop.run.read_metrics()
+        loop.run.mark_finished(
+            stage=STAGE, trained_steps=cfg.teacher.steps, train_seconds=train_seconds,
+            final_loss=sum(m["loss"] for m in metrics[-20:]) / max(1, len(metrics[-20:])),
+        )  # fmt: skip
+    loop.end()
+    return TeacherRun(loop.run, final.eval(), train_seconds)
+
+
+@torch.no_grad()
+def sample_teacher(cfg, model, text_encoder, codec, batch, empty_text=None, generator=None) -> torch.Tensor:
+    """Teacher samples (pixels ``[B, 3, F, H, W]``) from the batch's first frames and prompts, with CFG."""
+    device = next(model.parameters()).device
+    ctx = cfg.chunking.context_frames
+    latents = codec.encode(batch["video"][:, :, : max(1, ctx)].to(device))[:, :, :ctx]
+    text = text_encoder.encode(batch["prompt"])[0]
+    empty = (empty_text if empty_text is not None else text_encoder.encode([""])[0]).expand_as(text)
+    gen = generator or torch.Generator().manual_seed(cfg.seed)
+    noise = torch.randn((latents.shape[0], latents.shape[1], cfg.latent_frames - ctx, *latents.shape[3:]),
+                        generator=gen).to(latents)  # fmt: skip
+    was_training = model.training
+    model.eval()
+    out = sample_i2v(model, latents, text, cfg.latent_frames, cfg.sampling.teacher_steps, cfg.sampling.shift,
+                     uncond_text=empty, guidance_scale=cfg.sampling.guidance_scale,
+                     sampler=cfg.sampling.teacher_sampler, noise=noise)  # fmt: skip
+    model.train(was_training)
+    return codec.decode(out).clamp(-1, 1)
+
+
+def teacher_test_samples(cfg: ExperimentConfig, result: TeacherRun, num_clips: int) -> tuple[dict, torch.Tensor]:
+    """Teacher samples for the first ``num_clips`` held-out test clips, saved to ``samples/final``.
+
+    Returns the test batch (ground truth, prompts, motion) and the samples ``[B, 3, F, H, W]``.
+    """
+    test = build_dataset(cfg, "test")
+    batch = collate([test[i] for i in range(min(len(test), num_clips))])
+    device = next(result.model.parameters()).device
+    samples = sample_teacher(cfg, result.model, build_text(cfg).to(device), build_latent_codec(cfg).to(device), batch)
+    named = {f"{i}-{s}": v for i, (s, v) in enumerate(zip(batch["source"], samples, strict=True))}
+    save_samples(result.run.samples_dir / "final", named, cfg.data.fps, "teacher, held-out first frames")
+    return batch, samples

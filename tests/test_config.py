@@ -1,0 +1,55 @@
+"""Presets load, and bad keys / types / combinations are rejected with a message naming the key."""
+
+import pytest
+
+from aad1lib.config import ConfigError, available_presets, load_preset
+
+
+@pytest.mark.parametrize("preset", ["tiny", "demo", "wan2.1-1.3b", "wan2.1-14b"])
+def test_every_preset_loads_and_splits_into_chunks(preset):
+    assert preset in available_presets()
+    cfg = load_preset(preset)
+    assert cfg.chunk_layout().num_chunks(cfg.latent_frames) >= 2
+
+
+def test_wan_presets_use_the_papers_chunking():
+    for preset in ["wan2.1-1.3b", "wan2.1-14b"]:
+        cfg = load_preset(preset)
+        assert cfg.chunking.frames_per_chunk == 3 and cfg.chunking.sink_frames >= 1
+        assert cfg.chunking.window_frames is not None and cfg.model.pretrained
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"teacher.stepz": 3}, "teacher.stepz"),
+        ({"nonsense": 3}, "nonsense"),
+        ({"teacher.steps": "many"}, "teacher.steps must be an integer"),
+        ({"teacher.lr": True}, "teacher.lr must be a number"),
+        ({"codec.kind": "vqgan"}, "allowed values: \\['identity', 'wan_vae'\\]"),
+        ({"data.num_frames": 10}, "do not split into chunks"),
+        ({"chunking.window_frames": 1}, "window_frames"),
+        ({"model.text_dim": 48}, "text.dim"),
+        ({"data.height": 18}, "divisible"),
+        ({"teacher.caption_dropout": 1.5}, "caption_dropout"),
+    ],
+)
+def test_bad_overrides_are_rejected_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_preset("tiny", overrides)
+
+
+def test_unknown_preset_lists_the_available_ones():
+    with pytest.raises(ConfigError, match="tiny"):
+        load_preset("huge")
+
+
+def test_unknown_key_in_a_preset_file_is_rejected(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nmodel: {num_layerz: 3}\n")
+    with pytest.raises(ConfigError, match="model.num_layerz"):
+        load_preset(path)
+
+
+def test_int_given_for_float_is_accepted():
+    assert load_preset("tiny", {"teacher.lr": 1}).teacher.lr == 1.0
