@@ -77,7 +77,11 @@ class TrainLoop:
         if not state.is_main_process:
             self.run = RunFolder(Path(runs_root or RUNS_ROOT) / f"{stage}-{preset}-{name[0]}")
         self.accelerator = accelerator or Accelerator(
-            cpu=cpu, mixed_precision=train.mixed_precision, log_with=tracker, project_dir=str(self.run.path)
+            cpu=cpu,
+            mixed_precision=train.mixed_precision,
+            log_with=tracker,
+            project_dir=str(self.run.path),
+            step_scheduler_with_optimizer=False,  # batches are global: one schedule step per update, any world size
         )
         if tracker is not None:
             self.accelerator.init_trackers("tracking", config=flatten_config(config))
@@ -120,10 +124,26 @@ class TrainLoop:
         return model
 
     def step_generator(self, step: int, device: torch.device | str = "cpu") -> torch.Generator:
-        """Randomness of one step: a function of (seed, step, rank) only, so resume replays it."""
+        """Randomness of one step: a function of (seed, step) only, so a resume replays it.
+
+        The same on every rank: draw for the GLOBAL batch and keep this rank's rows with :meth:`local`,
+        so N processes see exactly the batch one process would.
+        """
         gen = torch.Generator(device=device)
-        gen.manual_seed(((self.seed * 1_000_003 + step) * 1_009 + self.accelerator.process_index) % 2**63)
+        gen.manual_seed((self.seed * 1_000_003 + step) % 2**63)
         return gen
+
+    def local_batch_size(self, global_batch: int) -> int:
+        world = self.accelerator.num_processes
+        if global_batch % world:
+            raise ValueError(f"global batch {global_batch} does not split over {world} processes")
+        return global_batch // world
+
+    def local(self, rows):
+        """This rank's share (dim 0) of a tensor or list drawn for the global batch."""
+        per = self.local_batch_size(len(rows))
+        start = self.accelerator.process_index * per
+        return rows[start : start + per]
 
     # ---- one update ----------------------------------------------------------------------------
     def optimize(self, name: str, loss: torch.Tensor, retain_graph: bool = False) -> float | None:
@@ -173,6 +193,9 @@ class TrainLoop:
             for model in self.models.values():
                 model.train()
             metrics = step_fn(step, self.step_generator(step))
+            if self.accelerator.num_processes > 1:  # log the global-batch value, not rank 0's share
+                values = torch.tensor(list(metrics.values()), dtype=torch.float64, device=self.device)
+                metrics = dict(zip(metrics, self.accelerator.reduce(values, "mean").tolist(), strict=True))
             for key, value in metrics.items():
                 if not math.isfinite(value):
                     self._diverged(f"{key} = {value} at step {step}")

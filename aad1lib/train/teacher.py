@@ -38,16 +38,14 @@ def teacher_loss(
     model: CausalWanTransformer3DModel,
     latents: torch.Tensor,
     text: torch.Tensor,
+    sigma: torch.Tensor,
+    noise: torch.Tensor,
     context_frames: int,
-    shift: float,
-    generator: torch.Generator,
 ) -> torch.Tensor:
-    """Flow-matching loss on ``latents`` ``[B, C, F, H, W]``; the first ``context_frames`` are clean context."""
-    batch = latents.shape[0]
-    sigma = flow.sample_timesteps(batch, generator=generator, shift=shift).to(latents)  # [B]
+    """Flow-matching loss on ``latents`` ``[B, C, F, H, W]`` at ``sigma`` ``[B]``; the first
+    ``context_frames`` are clean context (timestep 0, no loss)."""
     sigma = sigma[:, None].repeat(1, latents.shape[2])  # [B, F]
     sigma[:, :context_frames] = 0.0
-    noise = torch.randn(latents.shape, generator=generator).to(latents)
     x_t = flow.add_noise(latents, noise, sigma)
     v = model(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False)[0]
     target = flow.velocity_target(latents, noise)
@@ -82,15 +80,21 @@ def train_teacher(
     model = loop.add_model("teacher", model, optimizer, scheduler, ema_decay=cfg.train.ema_decay)
     empty_text = text_encoder.encode([""])[0]
 
+    latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)  # (C, F, H, W)
+
     def step_fn(step: int, gen: torch.Generator) -> dict[str, float]:
-        idx = torch.randint(len(train_set), (cfg.train.batch_size,), generator=gen).tolist()
-        batch = collate([train_set[i] for i in idx])
-        drop = torch.rand(len(idx), generator=gen) < cfg.teacher.caption_dropout
+        n = cfg.train.batch_size  # global batch: drawn identically on every rank, then sliced
+        idx = torch.randint(len(train_set), (n,), generator=gen)
+        drop = torch.rand(n, generator=gen) < cfg.teacher.caption_dropout
+        sigma = flow.sample_timesteps(n, generator=gen, shift=cfg.sampling.shift)
+        noise = torch.randn((n, *latent_shape), generator=gen)
+        idx, drop, sigma, noise = (loop.local(t) for t in (idx, drop, sigma, noise))
+        batch = collate([train_set[i] for i in idx.tolist()])
         prompts = ["" if d else p for d, p in zip(drop.tolist(), batch["prompt"], strict=True)]
         with torch.no_grad():
             latents = codec.encode(batch["video"].to(device))
             text = text_encoder.encode(prompts)[0]
-        loss = teacher_loss(model, latents, text, ctx, cfg.sampling.shift, gen)
+        loss = teacher_loss(model, latents, text, sigma.to(latents), noise.to(latents), ctx)
         grad_norm = loop.optimize("teacher", loss)
         return dict(loss=loss.item(), lr=loop.schedulers["teacher"].get_last_lr()[0], grad_norm=grad_norm or 0.0)
 
