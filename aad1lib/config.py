@@ -131,6 +131,41 @@ class TeacherConfig:
 
 
 @dataclass
+class Stage1Config:
+    """Stage I: causal init by Diffusion Forcing + ODE regression on teacher trajectories."""
+
+    steps: int = 500
+    lr: float = 2e-4
+    warmup_steps: int = 20
+    ode_pairs: int = 256  # teacher trajectories (one per training clip's first frame + caption)
+    ode_steps: int = 24  # teacher sampler steps per trajectory (paper recipe: 48, shift 8)
+    target_steps: int = 4  # student's few-step list: states kept at evenly spaced ODE steps
+    shard_size: int = 64  # trajectories per file on disk
+    num_samples: int = 4
+
+
+@dataclass
+class Stage2Config:
+    """Stage II: Self-Forcing rollout + DMD (also the 4-step CausVid / Self-Forcing baselines)."""
+
+    steps: int = 100  # generator updates (paper: ~100, early stopping)
+    student_steps: int = 1  # denoising steps per chunk: 1 = AAD-1, 4 = baselines
+    rollout: Literal["self", "teacher_forced"] = "self"  # self = Self-Forcing; teacher_forced = CausVid-style
+    guidance_scale: float = 3.0  # CFG of the real score (teacher)
+    critic_steps: int = 5  # fake-score critic updates per generator update
+    lr_generator: float = 2e-5
+    lr_critic: float = 4e-5
+    beta1: float = 0.0  # Adam β1 = 0 (DMD2 / Self-Forcing)
+    beta2: float = 0.999
+    t_min: float = 0.02  # DMD noise-level range (before the shift)
+    t_max: float = 0.98
+    eval_every: int = 10  # generator steps between validation evaluations
+    patience: int = 5  # evaluations without improvement before early stopping (0 = never stop early)
+    num_val_clips: int = 8
+    num_samples: int = 4
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "custom"
     seed: int = 0
@@ -142,6 +177,8 @@ class ExperimentConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
 
     def validate(self) -> ExperimentConfig:
         """Reject impossible combinations, naming the keys involved."""
@@ -171,6 +208,20 @@ class ExperimentConfig:
         for key, value in [("teacher.caption_dropout", self.teacher.caption_dropout)]:
             if not 0 <= value < 1:
                 raise ConfigError(f"{key} must lie in [0, 1), got {value}")
+        s1, s2 = self.stage1, self.stage2
+        if not 1 <= s1.target_steps <= s1.ode_steps:
+            raise ConfigError(
+                f"stage1.target_steps ({s1.target_steps}) must lie in 1..stage1.ode_steps ({s1.ode_steps})"
+            )
+        if not 1 <= s2.student_steps <= s1.target_steps:
+            raise ConfigError(
+                f"stage2.student_steps ({s2.student_steps}) must lie in 1..stage1.target_steps ({s1.target_steps}): "
+                "the student samples on Stage I's target timesteps"
+            )
+        if not 0 <= s2.t_min < s2.t_max <= 1:
+            raise ConfigError(f"need 0 <= stage2.t_min < stage2.t_max <= 1, got {s2.t_min}, {s2.t_max}")
+        if s2.critic_steps < 1:
+            raise ConfigError(f"stage2.critic_steps must be >= 1, got {s2.critic_steps}")
         return self
 
     @property

@@ -83,9 +83,7 @@ def timestep_to_sigma(t: Sigma) -> Sigma:
     return t / NUM_TRAIN_TIMESTEPS
 
 
-def sampling_sigmas(
-    num_steps: int, shift: float = 1.0, device: torch.device | str | None = None
-) -> torch.Tensor:
+def sampling_sigmas(num_steps: int, shift: float = 1.0, device: torch.device | str | None = None) -> torch.Tensor:
     """Descending inference sigmas with a terminal 0, identical to diffusers' Euler flow scheduler.
 
     Reproduces ``FlowMatchEulerDiscreteScheduler(shift=shift).set_timesteps(num_steps).sigmas`` bit for bit,
@@ -186,9 +184,7 @@ def x0_from_velocity(x_t: torch.Tensor, v: torch.Tensor, sigma: Sigma) -> torch.
     return x_t - broadcast_sigma(sigma, x_t) * v
 
 
-def velocity_from_x0(
-    x_t: torch.Tensor, x0: torch.Tensor, sigma: Sigma, min_sigma: float = 1e-6
-) -> torch.Tensor:
+def velocity_from_x0(x_t: torch.Tensor, x0: torch.Tensor, sigma: Sigma, min_sigma: float = 1e-6) -> torch.Tensor:
     """Velocity implied by a clean-sample estimate: ``v = (x_t - x0) / sigma``.
 
     At ``sigma = 0`` the velocity is undetermined (``x_t = x0``); sigma is clamped to ``min_sigma`` so the

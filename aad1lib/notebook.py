@@ -84,3 +84,9 @@ def show(fig, dpi: int = 110) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     display(Image(buffer.getvalue()))
+
+
+def sample_rows(groups: dict[str, Any], count: int) -> dict[str, Any]:
+    """Interleave per-clip rows for a strip figure: ``{"data": [B,...], "1-step": [B,...]}`` ->
+    ``{"data 0": ..., "1-step 0": ..., "data 1": ...}`` for the first ``count`` clips."""
+    return {f"{name} {i}": videos[i] for i in range(count) for name, videos in groups.items()}

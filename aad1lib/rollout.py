@@ -74,6 +74,7 @@ def stream_generate(
     context_sigma: float = 0.0,
     grad_step: int | None = None,
     renoise: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    forced_frames: torch.Tensor | None = None,
     chunk_callback: Callable[[int, torch.Tensor, KVCache], None] | None = None,
 ) -> RolloutOutput:
     """Generate ``noise.shape[2] // frames_per_chunk`` chunks autoregressively.
@@ -88,6 +89,8 @@ def stream_generate(
         context_sigma: noise level of the cache write (0 = clean output, as in the paper).
         grad_step: index of the step whose x0 keeps gradients (None = no gradients at all).
         renoise: ``x0 -> noise`` for the re-noising between steps (default: fresh ``randn_like``).
+        forced_frames: ``[B, C, F_gen, H, W]`` clean frames to write into the cache instead of the generated
+            chunks (teacher forcing: CausVid-style training on ground-truth / ODE context).
         chunk_callback: called as ``f(chunk_index, x0_chunk, kv_cache)`` once a chunk is written
             (progress bars, streaming output, benchmarks).
     """
@@ -102,6 +105,8 @@ def stream_generate(
         )
     if context is not None and context.shape[2] != layout.context_frames:
         raise ValueError(f"context has {context.shape[2]} frames, layout expects {layout.context_frames}")
+    if forced_frames is not None and forced_frames.shape != noise.shape:
+        raise ValueError(f"forced_frames {tuple(forced_frames.shape)} must match noise {tuple(noise.shape)}")
     if sigmas.ndim != 1 or float(sigmas[-1]) != 0.0:
         raise ValueError(f"sigmas must be a 1-D schedule ending at 0, got {sigmas.tolist()}")
     num_steps = len(sigmas) - 1
@@ -152,7 +157,8 @@ def stream_generate(
             if keep_grad or step == num_steps - 1:
                 break  # Self-Forcing: the exit step's x0 is the chunk
             x = flow.add_noise(x0, renoise(x0), sigmas[step + 1].to(x).expand(batch))
-        write(x0.detach(), offset)
+        sl = slice(chunk * per_chunk, (chunk + 1) * per_chunk)
+        write(forced_frames[:, :, sl] if forced_frames is not None else x0.detach(), offset)
         outputs.append(x0)
         if chunk_callback is not None:
             chunk_callback(chunk, x0.detach(), cache)
@@ -165,3 +171,9 @@ def few_step_sigmas(timesteps: Sequence[float], shift: float) -> torch.Tensor:
     ``denoising_step_list``, e.g. ``[1000, 750, 500, 250]``)."""
     sigmas = torch.tensor([flow.shift_sigma(t / flow.NUM_TRAIN_TIMESTEPS, shift) for t in timesteps])
     return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def seeded_renoise(seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A ``renoise`` for :func:`stream_generate` that draws from its own seeded generator (reproducible samples)."""
+    gen = torch.Generator().manual_seed(seed)
+    return lambda x: torch.randn(x.shape, generator=gen).to(x)

@@ -48,3 +48,26 @@ def resolve_run(spec: str | Path, stage: str, preset: str, root: Path | None = N
     if not run.finished:
         raise ValueError(f"{run.path} did not finish; resume it or pick another run")
     return run
+
+
+def load_run_model(run: RunFolder, device="cpu"):
+    """The model a finished run produced: ``<run>/model`` (diffusers format), or the Wan checkpoint a
+    teacher run points to (cluster presets load Wan instead of training)."""
+    import json
+
+    from .models.causal_wan import CausalWanTransformer3DModel
+
+    if (run.path / "model" / "config.json").exists():
+        return CausalWanTransformer3DModel.from_pretrained(run.path / "model").to(device)
+    summary = json.loads((run.path / "finished.json").read_text())
+    if summary.get("teacher"):
+        root = Path(summary["teacher"])
+        subfolder = None if (root / "config.json").exists() else "transformer"
+        return CausalWanTransformer3DModel.from_pretrained(root, subfolder=subfolder).to(device)
+    raise FileNotFoundError(f"{run.path} has no model/ folder and points to no checkpoint")
+
+
+def run_summary(run: RunFolder) -> dict:
+    import json
+
+    return json.loads((run.path / "finished.json").read_text())

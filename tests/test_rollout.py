@@ -8,10 +8,11 @@ from aad1lib.models import CausalWanTransformer3DModel, ChunkLayout
 from aad1lib.rollout import few_step_sigmas, stream_generate
 
 
-def _reference_rollout(model, layout, text, noise, sigmas, context, renoise_noises):
+def _reference_rollout(model, layout, text, noise, sigmas, context, renoise_noises, forced=None):
     """No cache: for each chunk, run the whole clip so far (clean history + current chunk) block-causally."""
     batch = noise.shape[0]
     history = context
+    outputs = [context]
     per = layout.frames_per_chunk
     draws = iter(renoise_noises)
     for chunk in range(noise.shape[2] // per):
@@ -24,8 +25,10 @@ def _reference_rollout(model, layout, text, noise, sigmas, context, renoise_nois
             x0 = flow.x0_from_velocity(x, v, sigmas[step].expand(batch))
             if step < len(sigmas) - 2:
                 x = flow.add_noise(x0, next(draws), sigmas[step + 1].expand(batch))
-        history = torch.cat([history, x0], dim=2)
-    return history
+        written = forced[:, :, chunk * per : (chunk + 1) * per] if forced is not None else x0
+        history = torch.cat([history, written], dim=2)
+        outputs.append(x0)
+    return torch.cat(outputs, dim=2)
 
 
 @pytest.mark.parametrize("steps", [1, 3])
@@ -76,3 +79,19 @@ def test_rollout_with_cfg_runs_both_branches(tiny_wan_config):
         same = stream_generate(*args, uncond_text=torch.zeros(1, 5, 32), guidance_scale=1.0, **kw).video
     assert torch.equal(plain, same)
     assert not torch.allclose(plain[:, :, 1:], guided[:, :, 1:])
+
+
+def test_teacher_forced_rollout_conditions_on_the_given_frames(tiny_wan_config):
+    """CausVid-style: the cache holds ground-truth chunks, not the student's own outputs."""
+    model = CausalWanTransformer3DModel(**tiny_wan_config).eval()
+    layout = ChunkLayout(frames_per_chunk=2, context_frames=1)
+    context, text = torch.randn(1, 3, 1, 16, 16), torch.randn(1, 5, 32)
+    noise, truth = torch.randn(1, 3, 6, 16, 16), torch.randn(1, 3, 6, 16, 16)
+    sigmas = few_step_sigmas([1000], shift=3.0)
+    with torch.no_grad():
+        forced = stream_generate(model, layout, text, noise, sigmas, context=context, forced_frames=truth).video
+        ref = _reference_rollout(model, layout, text, noise, sigmas, context, [], forced=truth)
+        free = stream_generate(model, layout, text, noise, sigmas, context=context).video
+    assert (forced - ref).abs().max() <= 1e-5
+    assert torch.equal(forced[:, :, :3], free[:, :, :3])  # first chunk: same context either way
+    assert not torch.allclose(forced[:, :, 3:], free[:, :, 3:])

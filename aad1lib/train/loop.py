@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,6 +91,7 @@ class TrainLoop:
         self.schedulers: dict[str, Any] = {}
         self.emas: dict[str, EMAModel] = {}
         self.step = 0
+        self.stop_reason: str | None = None
 
     @property
     def is_main(self) -> bool:
@@ -169,6 +171,10 @@ class TrainLoop:
             self.emas[name].step(self.accelerator.unwrap_model(self.models[name]).parameters())
         return grad_norm
 
+    def request_stop(self, reason: str) -> None:
+        """End :meth:`fit` after the current step (early stopping); the step is checkpointed."""
+        self.stop_reason = reason
+
     def _diverged(self, what: str) -> None:
         last = self.run.latest_checkpoint()
         raise DivergenceError(
@@ -199,7 +205,9 @@ class TrainLoop:
             for key, value in metrics.items():
                 if not math.isfinite(value):
                     self._diverged(f"{key} = {value} at step {step}")
-            record = dict(step=step, **{k: float(v) for k, v in metrics.items()}, seconds=time.time() - tic)
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB
+            record = dict(step=step, **{k: float(v) for k, v in metrics.items()}, seconds=time.time() - tic,
+                          peak_rss_mb=peak_mb)  # fmt: skip
             if self.is_main:
                 self.run.log_metrics(record)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in list(metrics.items())[:3]})
@@ -210,10 +218,14 @@ class TrainLoop:
                 for model in self.models.values():
                     model.eval()
                 sample_fn(done)
-            if done % self.train.checkpoint_every == 0 or done == max_steps:
+            if done % self.train.checkpoint_every == 0 or done == max_steps or self.stop_reason:
                 self.save_checkpoint(done)
+            if self.stop_reason:
+                if self.is_main:
+                    print(f"stopped after step {done}: {self.stop_reason}")
+                break
         bar.close()
-        self.step = max_steps
+        self.step = done if max_steps > start else start
         return self.run.read_metrics()
 
     # ---- checkpoints ---------------------------------------------------------------------------

@@ -1,0 +1,146 @@
+"""Stage I data: teacher ODE trajectories, kept at the student's target timesteps, streamed from disk.
+
+The teacher samples each clip with many Euler steps (CFG on); the states at a few evenly spaced steps
+(the student's few-step list) and the final x0 are written in shards of safetensors files, so a
+14B-scale set never has to fit in memory: :class:`ODEPairsDataset` reads one row at a time. Generation
+writes each shard atomically and skips finished shards, so an interrupted run resumes.
+
+```
+ode_pairs/index.json                        spec: sigmas, target indices, shapes, shard names
+ode_pairs/shard-00000.safetensors           states [N, S, C, F, H, W], x0 [N, C, F, H, W]
+ode_pairs/shard-00000.json                  prompts, sources
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from . import flow
+from .builders import collate
+from .sampling import teacher_velocity_fn
+
+
+def target_step_indices(ode_steps: int, target_steps: int) -> list[int]:
+    """Evenly spaced teacher-step indices whose states the student learns from (0 = pure noise)."""
+    return [round(i * ode_steps / target_steps) for i in range(target_steps)]
+
+
+@torch.no_grad()
+def record_trajectory(
+    teacher, context, text, uncond_text, noise, sigmas, indices, guidance_scale
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Euler-sample with the teacher; return states at ``sigmas[indices]`` ``[B, S, C, F, H, W]`` and x0."""
+    ctx = context.shape[2]
+    velocity = teacher_velocity_fn(teacher, ctx, text, uncond_text, guidance_scale)
+    x = torch.cat([context, noise], dim=2)
+    states = {}
+    for i in range(len(sigmas) - 1):
+        if i in indices:
+            states[i] = x.clone()
+        sigma = sigmas[i].expand(x.shape[0])
+        x = flow.euler_step(x, velocity(x, sigma), sigma, sigmas[i + 1].expand(x.shape[0]))
+    return torch.stack([states[i] for i in indices], dim=1), x
+
+
+def generate_ode_pairs(
+    out_dir: Path,
+    teacher,
+    dataset: Dataset,
+    text_encoder,
+    codec,
+    num_pairs: int,
+    ode_steps: int,
+    target_steps: int,
+    shift: float,
+    guidance_scale: float,
+    context_frames: int,
+    shard_size: int,
+    batch_size: int,
+    seed: int,
+    progress: bool = True,
+) -> Path:
+    """Write ``num_pairs`` trajectories (clips ``0..num_pairs-1`` of ``dataset``, cycled) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sigmas = flow.sampling_sigmas(ode_steps, shift)
+    indices = target_step_indices(ode_steps, target_steps)
+    shards = [f"shard-{s:05d}" for s in range((num_pairs + shard_size - 1) // shard_size)]
+    spec = dict(
+        num_pairs=num_pairs, shard_size=shard_size, shards=shards, ode_steps=ode_steps, shift=shift,
+        guidance_scale=guidance_scale, target_indices=indices, target_sigmas=[float(sigmas[i]) for i in indices],
+        context_frames=context_frames, seed=seed,
+    )  # fmt: skip
+    index_file = out_dir / "index.json"
+    if index_file.exists() and json.loads(index_file.read_text()) != spec:
+        raise ValueError(f"{out_dir} holds ODE pairs of another spec; remove it or use another run")
+    index_file.write_text(json.dumps(spec, indent=2))
+    device = next(teacher.parameters()).device
+    empty = text_encoder.encode([""])[0]
+    bar = tqdm(total=num_pairs, desc="ODE trajectories", disable=not progress)
+    for s, name in enumerate(shards):
+        rows = range(s * shard_size, min(num_pairs, (s + 1) * shard_size))
+        if (out_dir / f"{name}.safetensors").exists():  # resume: finished shards are kept
+            bar.update(len(rows))
+            continue
+        states, x0s, prompts, sources = [], [], [], []
+        for start in range(rows.start, rows.stop, batch_size):
+            batch = collate([dataset[i % len(dataset)] for i in range(start, min(rows.stop, start + batch_size))])
+            latents = codec.encode(batch["video"].to(device))
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + start)
+            noise = torch.randn(latents[:, :, context_frames:].shape, generator=gen).to(latents)
+            text = text_encoder.encode(batch["prompt"])[0]
+            st, x0 = record_trajectory(teacher, latents[:, :, :context_frames], text, empty.expand_as(text), noise,
+                                       sigmas.to(latents), indices, guidance_scale)  # fmt: skip
+            states.append(st.cpu())
+            x0s.append(x0.cpu())
+            prompts += batch["prompt"]
+            sources += batch["source"]
+            bar.update(len(batch["prompt"]))
+        tmp = out_dir / f".{name}.tmp"
+        save_file({"states": torch.cat(states).contiguous(), "x0": torch.cat(x0s).contiguous()}, str(tmp))
+        (out_dir / f"{name}.json").write_text(json.dumps(dict(prompts=prompts, sources=sources)))
+        os.replace(tmp, out_dir / f"{name}.safetensors")  # a shard exists only once complete
+    bar.close()
+    return out_dir
+
+
+class ODEPairsDataset(Dataset):
+    """Reads trajectories one row at a time: ``{"states": [S, C, F, H, W], "x0": [C, F, H, W], "prompt": str}``."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        index = self.folder / "index.json"
+        if not index.exists():
+            raise FileNotFoundError(f"no ODE pairs in {self.folder} (index.json missing): generate them first")
+        self.spec = json.loads(index.read_text())
+        missing = [s for s in self.spec["shards"] if not (self.folder / f"{s}.safetensors").exists()]
+        if missing:
+            raise FileNotFoundError(f"ODE pair shards missing in {self.folder}: {missing} (generation interrupted?)")
+        self._meta = {}
+
+    @property
+    def target_sigmas(self) -> torch.Tensor:
+        return torch.tensor(self.spec["target_sigmas"])
+
+    def __len__(self) -> int:
+        return self.spec["num_pairs"]
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        shard, row = divmod(i, self.spec["shard_size"])
+        name = self.spec["shards"][shard]
+        with safe_open(str(self.folder / f"{name}.safetensors"), framework="pt") as f:
+            states, x0 = f.get_slice("states")[row : row + 1][0], f.get_slice("x0")[row : row + 1][0]
+        if name not in self._meta:
+            self._meta = {name: json.loads((self.folder / f"{name}.json").read_text())}
+        return {"states": states, "x0": x0, "prompt": self._meta[name]["prompts"][row]}

@@ -1,0 +1,163 @@
+"""Stage I: causal init by Diffusion Forcing + ODE regression (CausVid's ODE initialisation, AAD-1 Stage I).
+
+1. The bidirectional teacher samples trajectories (many Euler steps, CFG on); the states at the student's
+   target timesteps and the endpoint x0 are stored (:mod:`aad1lib.ode_pairs`).
+2. The student — the teacher's weights, run block-causal — sees each chunk at its own randomly drawn
+   target state (Diffusion Forcing: one noise level per chunk) and regresses the ODE endpoint:
+   ‖G(z_t, x̃_ctx,t, c) − S^ODE(z_t, x̃_ctx,t, c)‖². The I2V context frame is clean and has no loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers.optimization import get_scheduler
+
+from .. import flow
+from ..builders import build_dataset, build_latent_codec, build_text, collate
+from ..config import ExperimentConfig
+from ..losses import ode_regression_loss
+from ..models.causal_wan import CausalWanTransformer3DModel
+from ..ode_pairs import ODEPairsDataset, generate_ode_pairs
+from ..rollout import seeded_renoise, stream_generate
+from ..runs import load_run_model
+from .loop import TrainLoop
+from .run_folder import RunFolder
+from .samples import save_samples
+
+STAGE = "stage1"
+
+
+@dataclass
+class Stage1Run:
+    run: RunFolder
+    model: CausalWanTransformer3DModel
+    target_sigmas: torch.Tensor  # [S] the student's few-step levels (without the terminal 0)
+    train_seconds: float
+    ode_seconds: float
+
+
+def student_sigmas(target_sigmas: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` evenly spaced levels of Stage I's target list (always starting from the first), plus 0."""
+    picks = [round(i * len(target_sigmas) / steps) for i in range(steps)]
+    return torch.cat([target_sigmas[picks], target_sigmas.new_zeros(1)])
+
+
+def diffusion_forcing_inputs(states, x0, target_sigmas, chunk_index, context_frames, generator):
+    """Per-chunk target states (Diffusion Forcing) from ODE trajectories.
+
+    Args:
+        states: ``[B, S, C, F, H, W]`` trajectory states at the S target levels; x0 ``[B, C, F, H, W]``.
+        chunk_index: ``[F]`` chunk of each frame (``-1`` = context).
+    Returns:
+        x ``[B, C, F, H, W]`` (each chunk at its own level, context clean) and sigma ``[B, F]``.
+    """
+    batch, levels = states.shape[:2]
+    num_chunks = int(chunk_index.max()) + 1
+    level = torch.randint(levels, (batch, num_chunks), generator=generator)  # one target index per chunk
+    frame_level = level[:, chunk_index.clamp_min(0)]  # [B, F]
+    sigma = target_sigmas[frame_level]
+    sigma[:, chunk_index < 0] = 0.0
+    gather = frame_level.view(batch, 1, 1, -1, 1, 1).expand(-1, 1, *states.shape[2:])
+    x = torch.gather(states, 1, gather).squeeze(1)
+    x[:, :, :context_frames] = x0[:, :, :context_frames]
+    return x, sigma
+
+
+def train_stage1(
+    cfg: ExperimentConfig,
+    teacher_run: RunFolder,
+    run_name: str | None = None,
+    runs_root: Path | None = None,
+    notebook_params: dict | None = None,
+) -> Stage1Run:
+    config = dict(cfg.to_dict(), notebook=notebook_params or {}, init_from=str(teacher_run.path))
+    loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
+    device, s1 = loop.device, cfg.stage1
+    text_encoder = build_text(cfg).to(device)
+    codec = build_latent_codec(cfg).to(device)
+    ctx = cfg.chunking.context_frames
+    teacher = load_run_model(teacher_run, device).eval().requires_grad_(False)
+
+    # 1. ODE trajectories (resumable; written by the main process)
+    tic = time.time()
+    pairs_dir = loop.run.path / "ode_pairs"
+    if loop.is_main:
+        generate_ode_pairs(pairs_dir, teacher, build_dataset(cfg, "train"), text_encoder, codec, s1.ode_pairs,
+                           s1.ode_steps, s1.target_steps, cfg.sampling.shift, cfg.sampling.guidance_scale, ctx,
+                           s1.shard_size, cfg.train.batch_size, cfg.seed)  # fmt: skip
+    loop.accelerator.wait_for_everyone()
+    ode_seconds = time.time() - tic
+    pairs = ODEPairsDataset(pairs_dir)
+    target_sigmas = pairs.target_sigmas
+
+    # 2. Diffusion Forcing + ODE regression
+    layout = cfg.chunk_layout()
+    chunk_index = layout.chunk_of(torch.arange(cfg.latent_frames))
+    frame_mask = chunk_index >= 0  # no loss on the clean context frame
+    student = copy.deepcopy(teacher).requires_grad_(True)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=s1.lr, weight_decay=0.0)
+    scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=s1.warmup_steps)
+    student = loop.add_model("student", student, optimizer, scheduler, ema_decay=cfg.train.ema_decay)
+
+    def step_fn(step: int, gen: torch.Generator) -> dict[str, float]:
+        idx = loop.local(torch.randint(len(pairs), (cfg.train.batch_size,), generator=gen))
+        level_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+        rows = [pairs[i] for i in idx.tolist()]
+        states = torch.stack([r["states"] for r in rows]).to(device)
+        x0 = torch.stack([r["x0"] for r in rows]).to(device)
+        x, sigma = diffusion_forcing_inputs(states, x0, target_sigmas.to(device), chunk_index, ctx, level_gen)
+        with torch.no_grad():
+            text = text_encoder.encode([r["prompt"] for r in rows])[0]
+        v = student(x, flow.sigma_to_timestep(sigma), text, chunk_layout=layout, return_dict=False)[0]
+        loss = ode_regression_loss(flow.x0_from_velocity(x, v, sigma), x0, frame_mask)
+        grad_norm = loop.optimize("student", loss)
+        return dict(loss=loss.item(), grad_norm=grad_norm or 0.0)
+
+    fixed = collate([build_dataset(cfg, "test")[i] for i in range(s1.num_samples)])
+
+    def sample_fn(done_steps: int) -> None:
+        if loop.is_main:
+            groups = sample_student(cfg, loop.unwrap("student"), text_encoder, codec, fixed, target_sigmas,
+                                    steps=(s1.target_steps, 1))  # fmt: skip
+            named = {f"{k} {i}": v for k, videos in groups.items() for i, v in enumerate(videos)}
+            save_samples(loop.run.samples_dir / f"step-{done_steps:07d}", named, cfg.data.fps, f"step {done_steps}")
+
+    tic = time.time()
+    loop.fit(step_fn, s1.steps, sample_fn=sample_fn, desc="Stage I (DF + ODE regression)")
+    train_seconds = time.time() - tic
+    final = loop.unwrap("student")
+    if "student" in loop.emas:
+        loop.emas["student"].copy_to(final.parameters())
+    if loop.is_main:
+        final.save_pretrained(loop.run.path / "model")
+        loop.run.mark_finished(stage=STAGE, teacher_run=str(teacher_run.path), target_sigmas=target_sigmas.tolist(),
+                               train_seconds=train_seconds, ode_seconds=ode_seconds)  # fmt: skip
+    loop.end()
+    return Stage1Run(loop.run, final.eval(), target_sigmas, train_seconds, ode_seconds)
+
+
+@torch.no_grad()
+def sample_student(cfg, student, text_encoder, codec, batch, target_sigmas, steps=(4, 1), generator=None) -> dict:
+    """Chunk-by-chunk samples of the causal student at each step count: ``{"4-step": [B, 3, F, H, W], ...}``."""
+    device = next(student.parameters()).device
+    ctx = cfg.chunking.context_frames
+    latents = codec.encode(batch["video"].to(device))
+    text = text_encoder.encode(batch["prompt"])[0]
+    gen = generator or torch.Generator().manual_seed(cfg.seed)
+    noise = torch.randn(latents[:, :, ctx:].shape, generator=gen).to(latents)
+    was_training = student.training
+    student.eval()
+    out = {}
+    for k in steps:
+        k = min(k, len(target_sigmas))
+        sigmas = student_sigmas(target_sigmas, k).to(latents)
+        video = stream_generate(student, cfg.chunk_layout(), text, noise, sigmas, context=latents[:, :, :ctx],
+                                renoise=seeded_renoise(cfg.seed + 1)).video  # fmt: skip
+        out[f"{k}-step"] = codec.decode(video).clamp(-1, 1)
+    student.train(was_training)
+    return out

@@ -1,0 +1,256 @@
+"""Stage II: Self-Forcing DMD warm-up of the one-step causal student (and the 4-step baselines).
+
+Per generator update (Self-Forcing, Huang et al. 2025; DMD2, Yin et al. 2024):
+1. the student rolls out the whole clip chunk by chunk with its KV cache (``student_steps`` per chunk);
+   only the randomly drawn exit step keeps gradients and the cached context is detached;
+2. the clip is noised at a shifted random level; the real score (frozen teacher, CFG) and the fake score
+   (a critic initialised from the teacher) denoise it; the DMD gradient (x̂_fake − x̂_real)/mean|x − x̂_real|
+   pushes the student's distribution toward the teacher's;
+3. before each generator update the critic takes ``critic_steps`` flow-matching steps on fresh student
+   samples, so it tracks the student's distribution.
+
+``rollout="teacher_forced"`` writes ground-truth chunks into the cache instead of the student's own
+(CausVid-style); ``student_steps=4`` gives the multi-step baselines. Validation every ``eval_every``
+updates: the teacher's denoising loss on the student's samples for held-out first frames (lower = closer
+to the teacher's distribution); the best checkpoint is kept and training stops early after ``patience``
+evaluations without improvement.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import flow
+from ..builders import build_dataset, build_latent_codec, build_text, collate
+from ..config import ExperimentConfig
+from ..losses import dmd_loss, flow_matching_loss
+from ..models.causal_wan import CausalWanTransformer3DModel
+from ..rollout import guided_velocity, seeded_renoise, stream_generate
+from ..runs import load_run_model, run_summary
+from .loop import TrainLoop
+from .run_folder import RunFolder
+from .samples import save_samples
+from .stage1 import student_sigmas
+
+STAGE = "stage2"
+VAL_SIGMAS = (0.3, 0.5, 0.7)  # levels of the validation denoising loss
+
+
+@dataclass
+class Stage2Run:
+    run: RunFolder
+    model: CausalWanTransformer3DModel  # the best checkpoint
+    sigmas: torch.Tensor  # the student's sampling levels (with the terminal 0)
+    train_seconds: float
+
+
+def per_frame_sigma(sigma: torch.Tensor, num_frames: int, context_frames: int) -> torch.Tensor:
+    """``[B]`` -> ``[B, F]`` with the clean context frames at 0."""
+    out = sigma[:, None].repeat(1, num_frames)
+    out[:, :context_frames] = 0.0
+    return out
+
+
+@torch.no_grad()
+def teacher_denoising_loss(teacher, video, text, context_frames, seed: int = 0) -> float:
+    """Mean flow-matching loss of the teacher on ``video`` at :data:`VAL_SIGMAS` (fixed noise): how well
+    the clip sits on the teacher's distribution. Real data and teacher samples score low."""
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.arange(video.shape[2]) >= context_frames
+    losses = []
+    for level in VAL_SIGMAS:
+        noise = torch.randn(video.shape, generator=gen).to(video)
+        sigma = per_frame_sigma(torch.full((video.shape[0],), level), video.shape[2], context_frames).to(video)
+        v = teacher(flow.add_noise(video, noise, sigma), flow.sigma_to_timestep(sigma), text, return_dict=False)[0]
+        losses.append(flow_matching_loss(v, video, noise, mask).item())
+    return sum(losses) / len(losses)
+
+
+def train_stage2(
+    cfg: ExperimentConfig,
+    stage1_run: RunFolder,
+    run_name: str | None = None,
+    runs_root: Path | None = None,
+    notebook_params: dict | None = None,
+) -> Stage2Run:
+    s2 = cfg.stage2
+    summary1 = run_summary(stage1_run)
+    teacher_run = RunFolder.open(summary1["teacher_run"])
+    config = dict(cfg.to_dict(), notebook=notebook_params or {}, init_from=str(stage1_run.path))
+    loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
+    device = loop.device
+    text_encoder = build_text(cfg).to(device)
+    codec = build_latent_codec(cfg).to(device)
+    ctx, frames, layout = cfg.chunking.context_frames, cfg.latent_frames, cfg.chunk_layout()
+    frame_mask = torch.arange(frames) >= ctx
+
+    teacher = load_run_model(teacher_run, device).eval().requires_grad_(False)  # real score
+    critic = copy.deepcopy(teacher).requires_grad_(True)  # fake score, initialised from the teacher
+    generator = load_run_model(stage1_run, device)
+    sigmas = student_sigmas(torch.tensor(summary1["target_sigmas"]), s2.student_steps).to(device)
+    betas = (s2.beta1, s2.beta2)
+    generator = loop.add_model("generator", generator, torch.optim.AdamW(generator.parameters(), s2.lr_generator,
+                               betas=betas, weight_decay=0.0), ema_decay=cfg.train.ema_decay)  # fmt: skip
+    critic = loop.add_model("critic", critic, torch.optim.AdamW(critic.parameters(), s2.lr_critic, betas=betas,
+                            weight_decay=0.0))  # fmt: skip
+    train_set = build_dataset(cfg, "train")
+    empty = text_encoder.encode([""])[0]
+    latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)
+    n = cfg.train.batch_size
+
+    def draw_batch(gen):
+        idx = loop.local(torch.randint(len(train_set), (n,), generator=gen))
+        batch = collate([train_set[i] for i in idx.tolist()])
+        with torch.no_grad():
+            latents = codec.encode(batch["video"].to(device))
+            text = text_encoder.encode(batch["prompt"])[0]
+        noise = loop.local(torch.randn((n, latent_shape[0], frames - ctx, *latent_shape[2:]), generator=gen))
+        return latents, text, noise.to(latents)
+
+    def rollout(gen, grad_step=None):
+        latents, text, noise = draw_batch(gen)
+        forced = latents[:, :, ctx:] if s2.rollout == "teacher_forced" else None
+        seed = int(torch.randint(2**62, (1,), generator=gen))
+        out = stream_generate(generator, layout, text, noise, sigmas, context=latents[:, :, :ctx],
+                              grad_step=grad_step, forced_frames=forced, renoise=seeded_renoise(seed))  # fmt: skip
+        return out.video, text
+
+    def noised(x, gen):
+        sigma = loop.local(flow.sample_timesteps(n, generator=gen, shift=cfg.sampling.shift, t_min=s2.t_min,
+                                                 t_max=s2.t_max)).to(x)  # fmt: skip
+        noise = loop.local(torch.randn((n, *x.shape[1:]), generator=gen)).to(x)
+        sigma = per_frame_sigma(sigma, frames, ctx)
+        return flow.add_noise(x, noise, sigma), sigma, noise
+
+    # validation: fixed held-out first frames and noise
+    val = collate([build_dataset(cfg, "test")[i] for i in range(s2.num_val_clips)])
+    val_latents = codec.encode(val["video"].to(device))
+    val_text = text_encoder.encode(val["prompt"])[0]
+    val_noise = torch.randn(val_latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed)).to(
+        val_latents
+    )
+    best_file = loop.run.path / "best.json"
+    best = json.loads(best_file.read_text()) if best_file.exists() else {"value": None, "step": None, "evals_since": 0}
+
+    @torch.no_grad()
+    def student_samples(model, noise=val_noise, latents=val_latents, text=val_text):
+        was = model.training
+        model.eval()
+        out = stream_generate(model, layout, text, noise, sigmas, context=latents[:, :, :ctx],
+                              renoise=seeded_renoise(cfg.seed + 1)).video  # fmt: skip
+        model.train(was)
+        return out
+
+    def validate(step: int) -> dict[str, float]:
+        value = teacher_denoising_loss(teacher, student_samples(loop.unwrap("generator")), val_text, ctx, cfg.seed)
+        if best["value"] is None or value < best["value"]:
+            best.update(value=value, step=step, evals_since=0)
+            if loop.is_main:
+                loop.unwrap("generator").save_pretrained(loop.run.path / "best_model")
+        else:
+            best["evals_since"] += 1
+        if loop.is_main:
+            best_file.write_text(json.dumps(best))
+        if s2.patience and best["evals_since"] >= s2.patience:
+            loop.request_stop(f"early stop: no improvement of the validation loss for {s2.patience} evaluations")
+        return {"val_teacher_loss": value, "val_best": best["value"]}
+
+    def step_fn(step: int, gen: torch.Generator) -> dict[str, float]:
+        metrics = validate(step) if step % s2.eval_every == 0 else {}
+        # (a) critic: flow matching on fresh student samples
+        critic_losses = []
+        for _ in range(s2.critic_steps):
+            with torch.no_grad():
+                x, text = rollout(gen)
+            x_t, sigma, noise = noised(x, gen)
+            v = critic(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False)[0]
+            loss_c = flow_matching_loss(v, x, noise, frame_mask)
+            loop.optimize("critic", loss_c)
+            critic_losses.append(loss_c.item())
+        # (b) generator: DMD through the rollout's exit step
+        exit_step = int(torch.randint(s2.student_steps, (1,), generator=gen))
+        x, text = rollout(gen, grad_step=exit_step)
+        x_t, sigma, _ = noised(x.detach(), gen)
+        with torch.no_grad():
+            v_real = guided_velocity(teacher, x_t, sigma, text, empty.expand_as(text), s2.guidance_scale)
+            v_fake = critic(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False)[0]
+        x0_real, x0_fake = flow.x0_from_velocity(x_t, v_real, sigma), flow.x0_from_velocity(x_t, v_fake, sigma)
+        loss_g, grad = dmd_loss(x, x0_real, x0_fake, frame_mask)
+        grad_norm = loop.optimize("generator", loss_g)
+        return dict(metrics, dmd_loss=loss_g.item(), critic_loss=sum(critic_losses) / len(critic_losses),
+                    dmd_grad_abs=grad.abs().mean().item(), grad_norm=grad_norm or 0.0)  # fmt: skip
+
+    fixed = collate([build_dataset(cfg, "test")[i] for i in range(s2.num_samples)])
+    fixed_latents = codec.encode(fixed["video"].to(device))
+    fixed_text = text_encoder.encode(fixed["prompt"])[0]
+    fixed_noise = torch.randn(fixed_latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed + 7))
+
+    def sample_fn(done_steps: int) -> None:
+        if loop.is_main:
+            video = codec.decode(student_samples(loop.unwrap("generator"), fixed_noise.to(fixed_latents), fixed_latents,
+                                                 fixed_text)).clamp(-1, 1)  # fmt: skip
+            named = {f"{s2.student_steps}-step {i}": v for i, v in enumerate(video)}
+            save_samples(loop.run.samples_dir / f"step-{done_steps:07d}", named, cfg.data.fps, f"step {done_steps}")
+
+    tic = time.time()
+    loop.fit(step_fn, s2.steps, sample_fn=sample_fn, desc=f"Stage II (DMD, {s2.student_steps} step/chunk)")
+    train_seconds = time.time() - tic
+    if loop.stop_reason is None:  # evaluate the final weights too
+        final_val = validate(loop.step)
+        if loop.is_main:
+            loop.run.log_metrics(dict(step=loop.step, **final_val))
+    loop.accelerator.wait_for_everyone()
+    final = CausalWanTransformer3DModel.from_pretrained(loop.run.path / "best_model").to(device).eval()
+    if loop.is_main:
+        final.save_pretrained(loop.run.path / "model")
+        metrics = loop.run.read_metrics()
+        initial = next((m["val_teacher_loss"] for m in metrics if "val_teacher_loss" in m), None)
+        loop.run.mark_finished(
+            stage=STAGE, stage1_run=str(stage1_run.path), teacher_run=str(teacher_run.path), sigmas=sigmas.tolist(),
+            student_steps=s2.student_steps, rollout=s2.rollout, best_step=best["step"], best_val=best["value"],
+            initial_val=initial, stopped_early=loop.stop_reason, train_seconds=train_seconds,
+            peak_rss_mb=max((m["peak_rss_mb"] for m in metrics if "peak_rss_mb" in m), default=None),
+        )  # fmt: skip
+    loop.end()
+    return Stage2Run(loop.run, final, sigmas.cpu(), train_seconds)
+
+
+@torch.no_grad()
+def before_after(cfg: ExperimentConfig, result: Stage2Run, num_clips: int) -> tuple[dict, dict, dict]:
+    """Stage I vs Stage II student on the same held-out first frames and noise.
+
+    Returns the test batch, ``{"data"|"Stage I"|"Stage II": [B, 3, F, H, W]}`` and a table of the teacher's
+    denoising loss (lower = closer to the teacher's distribution; the data row is the floor) and the mean
+    optical-flow magnitude of each row.
+    """
+    from ..eval.sample_motion import motion_comparison
+
+    summary = run_summary(result.run)
+    teacher = load_run_model(RunFolder.open(summary["teacher_run"])).eval()
+    before = load_run_model(RunFolder.open(summary["stage1_run"])).eval()
+    text_encoder, codec = build_text(cfg), build_latent_codec(cfg)
+    ctx, layout = cfg.chunking.context_frames, cfg.chunk_layout()
+    test = build_dataset(cfg, "test")
+    batch = collate([test[i] for i in range(min(len(test), num_clips))])
+    latents = codec.encode(batch["video"])
+    text = text_encoder.encode(batch["prompt"])[0]
+    noise = torch.randn(latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed + 11))
+    rows = {"data": latents}
+    for name, model in [("Stage I", before), ("Stage II", result.model.cpu().eval())]:
+        rows[name] = stream_generate(model, layout, text, noise, result.sigmas, context=latents[:, :, :ctx],
+                                     renoise=seeded_renoise(cfg.seed + 1)).video  # fmt: skip
+    table = {}
+    for name, video in rows.items():
+        pixels = codec.decode(video).clamp(-1, 1)
+        table[name] = {
+            "teacher denoising loss": teacher_denoising_loss(teacher, video, text, ctx, cfg.seed),
+            "flow px/frame (DIS)": motion_comparison(pixels, batch["video"])["flow_px_generated"],
+        }
+        rows[name] = pixels
+    return batch, rows, table
