@@ -115,6 +115,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     tracker: Literal["tensorboard", "wandb", "mlflow", "none"] = "tensorboard"
     num_workers: int = 0
+    parallel: Literal["ddp", "fsdp2"] = "ddp"  # multi-process: DDP, or torch FSDP2 (fully_shard per block)
+    gradient_checkpointing: bool = False  # recompute block activations in backward (GPU presets)
 
 
 # ---- stages --------------------------------------------------------------------------------------
@@ -166,6 +168,32 @@ class Stage2Config:
 
 
 @dataclass
+class Stage3Config:
+    """Stage III: asymmetric adversarial distillation (causal 1-step generator, bidirectional video-level D)."""
+
+    steps: int = 200  # generator updates (paper: 200)
+    lam: float = 20.0  # λ of approximate R1 (reals) + R2 (fakes); the paper's value. See losses.approximate_r1
+    r1_sigma: float = 0.01  # σ of the finite-difference perturbation (divided by σ: λ refers to that convention)
+    disc_attention: Literal["bidirectional", "causal"] = "bidirectional"
+    disc_logit: Literal["video", "frame"] = "video"
+    disc_taps: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0])  # query heads after these depths
+    disc_queries: int = 4
+    train_disc_backbone: bool = True  # False = frozen backbone, heads only
+    d_steps: int = 1  # discriminator updates per generator update
+    d_warmup_steps: int = 0  # discriminator-only updates before the generator starts
+    lr_generator: float = 1e-5
+    lr_discriminator: float = 1e-5
+    beta1: float = 0.0
+    beta2: float = 0.99
+    real_source: Literal["data", "teacher"] = "data"  # teacher = Stage I's ODE endpoints (teacher samples)
+    t_min: float = 0.0  # noise range of the discriminator's inputs (before the shift); same t for a real/fake pair
+    t_max: float = 1.0
+    saturation_gap: float = 15.0  # stop if mean D(real) - D(fake) stays above this ...
+    saturation_steps: int = 50  # ... for this many consecutive updates (0 = never)
+    num_samples: int = 4
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "custom"
     seed: int = 0
@@ -179,6 +207,7 @@ class ExperimentConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
+    stage3: Stage3Config = field(default_factory=Stage3Config)
 
     def validate(self) -> ExperimentConfig:
         """Reject impossible combinations, naming the keys involved."""
@@ -222,6 +251,19 @@ class ExperimentConfig:
             raise ConfigError(f"need 0 <= stage2.t_min < stage2.t_max <= 1, got {s2.t_min}, {s2.t_max}")
         if s2.critic_steps < 1:
             raise ConfigError(f"stage2.critic_steps must be >= 1, got {s2.critic_steps}")
+        s3 = self.stage3
+        if s3.lam < 0:
+            raise ConfigError(f"stage3.lam (λ of R1/R2) must be >= 0, got {s3.lam}")
+        if s3.r1_sigma <= 0:
+            raise ConfigError(f"stage3.r1_sigma must be > 0, got {s3.r1_sigma}")
+        if not 0 <= s3.t_min < s3.t_max <= 1:
+            raise ConfigError(f"need 0 <= stage3.t_min < stage3.t_max <= 1, got {s3.t_min}, {s3.t_max}")
+        if s3.d_steps < 1:
+            raise ConfigError(f"stage3.d_steps must be >= 1, got {s3.d_steps}")
+        if not s3.disc_taps or not all(0 < f <= 1 for f in s3.disc_taps):
+            raise ConfigError(f"stage3.disc_taps must be fractions of depth in (0, 1], got {s3.disc_taps}")
+        if self.train.parallel == "fsdp2" and self.train.ema_decay is not None:
+            raise ConfigError("train.ema_decay is not supported with train.parallel=fsdp2 (use ddp, or set it to null)")
         return self
 
     @property

@@ -67,7 +67,7 @@ def generator_adversarial_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-logits_fake).mean()
 
 
-def approximate_r1(discriminator, x: torch.Tensor, logits: torch.Tensor, sigma: float, *args, generator=None):
+def approximate_r1(discriminator, x: torch.Tensor, logits: torch.Tensor, sigma: float, *args, eps=None, generator=None):
     """Approximate R1 (on reals) / R2 (on fakes): mean(((D(x + σε) − D(x)) / σ)²).
 
     A finite difference along a random direction ε replaces the input-gradient norm of exact R1
@@ -76,6 +76,7 @@ def approximate_r1(discriminator, x: torch.Tensor, logits: torch.Tensor, sigma: 
     multiplied by λ; the trainer adds ``λ · approximate_r1(...)`` with the paper's λ = 20, and divides by σ
     (AAPT instead uses σ = 0.1 without dividing).
     """
-    eps = torch.randn(x.shape, generator=generator).to(x) if generator is not None else torch.randn_like(x)
+    if eps is None:  # the random direction; pass it in to control it (e.g. drawn for a global batch)
+        eps = torch.randn(x.shape, generator=generator).to(x) if generator is not None else torch.randn_like(x)
     logits_perturbed = discriminator(x + sigma * eps, *args)
     return ((logits_perturbed - logits) / sigma).float().pow(2).mean()

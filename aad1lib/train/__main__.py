@@ -15,7 +15,8 @@ import yaml
 
 from ..config import load_preset
 
-STAGES = ("teacher",)
+STAGES = ("teacher", "stage1", "stage2", "stage3")
+PREVIOUS = {"stage1": "teacher", "stage2": "stage1", "stage3": "stage2"}
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--run-name", default=None)
     parser.add_argument("--runs-root", default=None)
+    parser.add_argument("--init-from", default="latest", help="run folder of the previous stage, or 'latest'")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     cfg = load_preset(args.preset, parse_overrides(args.overrides))
@@ -41,7 +43,22 @@ def main(argv: list[str] | None = None) -> None:
         from .teacher import train_teacher
 
         result = train_teacher(cfg, run_name=args.run_name, runs_root=args.runs_root)
-        print(f"teacher run: {result.run.path} ({result.train_seconds:.0f} s)")
+    else:
+        from ..runs import resolve_run
+        from .stage1 import train_stage1
+        from .stage2 import train_stage2
+        from .stage3 import train_stage3
+
+        trainer = {"stage1": train_stage1, "stage2": train_stage2, "stage3": train_stage3}[args.stage]
+        previous = PREVIOUS[args.stage]
+        if args.stage == "stage3" and args.init_from != "latest":
+            from .run_folder import RunFolder
+
+            init = RunFolder.open(args.init_from)  # Stage II, or Stage I for the warm-up ablation
+        else:
+            init = resolve_run(args.init_from, previous, cfg.name, args.runs_root)
+        result = trainer(cfg, init, run_name=args.run_name, runs_root=args.runs_root)
+    print(f"{args.stage} run: {result.run.path} ({result.train_seconds:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
+from .fsdp import full_state_dict, load_plain, load_sharded, save_plain, save_sharded, shard_model
 from .run_folder import RUNS_ROOT, RunFolder
 
 
@@ -38,6 +39,31 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value if isinstance(value, int | float | str | bool) else str(value)
     return flat
+
+
+def broadcast_parameters(model: torch.nn.Module) -> None:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        torch.distributed.broadcast(tensor.data, src=0)
+
+
+def average_gradients(model: torch.nn.Module) -> None:
+    """Data parallelism by hand: one all-reduce (mean) of all gradients, flattened per dtype.
+
+    What DDP does, without its reducer, which cannot follow a model called several times per backward.
+    """
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for p in model.parameters():
+        if p.grad is not None:
+            by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
+    world = torch.distributed.get_world_size()
+    for grads in by_dtype.values():
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
 
 
 class TrainLoop:
@@ -106,24 +132,41 @@ class TrainLoop:
         self,
         name: str,
         model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer | None = None,
-        scheduler: Any = None,
+        make_optimizer: Callable[[Any], torch.optim.Optimizer] | None = None,
+        make_scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
         ema_decay: float | None = None,
     ) -> torch.nn.Module:
-        """Prepare a model (+ its optimizer/scheduler/EMA) for the devices; returns the prepared model."""
-        if optimizer is None:
-            model = self.accelerator.prepare(model)
-        else:
-            model, optimizer = self.accelerator.prepare(model, optimizer)
+        """Place a model on the devices (DDP, or FSDP2 when ``train.parallel == "fsdp2"`` and several processes
+        run), build its optimizer/scheduler from the factories (after sharding, as FSDP2 requires) and its EMA.
+        Returns the model to call in training steps."""
+        if self.train.gradient_checkpointing:
+            for module in model.modules():
+                if getattr(module, "_supports_gradient_checkpointing", False):
+                    module.enable_gradient_checkpointing()
+        model = model.to(self.device)
+        if self.accelerator.num_processes > 1:
+            broadcast_parameters(model)  # every rank starts from rank 0's weights (random heads included)
+        if self.sharded:
+            model = shard_model(model, self.train.mixed_precision)
+        # Not wrapped in DDP: our rollouts call the generator several times before one backward (and D runs
+        # 4 times per update with R1/R2), which DDP's reducer rejects; gradients are averaged in optimize().
+        optimizer = make_optimizer(model.parameters()) if make_optimizer else None
+        if optimizer is not None:
+            optimizer = self.accelerator.prepare(optimizer)
+        if optimizer is not None:
             self.optimizers[name] = optimizer
-        if scheduler is not None:
-            self.schedulers[name] = self.accelerator.prepare(scheduler)
+            if make_scheduler is not None:
+                scheduler = make_scheduler(optimizer)
+                self.schedulers[name] = self.accelerator.prepare(scheduler)
         if ema_decay is not None:
-            ema = EMAModel(self.accelerator.unwrap_model(model).parameters(), decay=ema_decay)
-            self.accelerator.register_for_checkpointing(ema)
-            self.emas[name] = ema
+            self.emas[name] = EMAModel(model.parameters(), decay=ema_decay)
         self.models[name] = model
         return model
+
+    @property
+    def sharded(self) -> bool:
+        """FSDP2 is on (only with several processes; one process trains the plain model)."""
+        return self.train.parallel == "fsdp2" and self.accelerator.num_processes > 1
 
     def step_generator(self, step: int, device: torch.device | str = "cpu") -> torch.Generator:
         """Randomness of one step: a function of (seed, step) only, so a resume replays it.
@@ -157,9 +200,12 @@ class TrainLoop:
         if not torch.isfinite(value).all():
             self._diverged(f"{name} loss is {value.item()} at step {self.step}")
         self.accelerator.backward(loss, retain_graph=retain_graph)
+        if self.accelerator.num_processes > 1 and not self.sharded:
+            average_gradients(self.models[name])
         grad_norm = None
         if self.train.grad_clip and self.train.grad_clip > 0:
-            grad_norm = float(self.accelerator.clip_grad_norm_(self.models[name].parameters(), self.train.grad_clip))
+            norm = torch.nn.utils.clip_grad_norm_(self.models[name].parameters(), self.train.grad_clip)
+            grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
             if not math.isfinite(grad_norm):
                 self.optimizers[name].zero_grad(set_to_none=True)
                 self._diverged(f"{name} gradient norm is {grad_norm} at step {self.step}")
@@ -168,7 +214,7 @@ class TrainLoop:
             self.schedulers[name].step()
         self.optimizers[name].zero_grad(set_to_none=True)
         if name in self.emas:
-            self.emas[name].step(self.accelerator.unwrap_model(self.models[name]).parameters())
+            self.emas[name].step(self.models[name].parameters())
         return grad_norm
 
     def request_stop(self, reason: str) -> None:
@@ -230,12 +276,19 @@ class TrainLoop:
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self, done_steps: int) -> Path:
-        """accelerate state (models, optimizers, schedulers, EMA, RNG) written atomically."""
+        """Models, optimizers, schedulers and EMA, written atomically (no RNG state: steps draw from
+        :meth:`step_generator`)."""
         tmp = self.run.begin_checkpoint(done_steps) if self.is_main else None
         tmp_list = [str(tmp) if tmp else None]
         if self.accelerator.num_processes > 1:
             broadcast_object_list(tmp_list)
-        self.accelerator.save_state(tmp_list[0])
+        folder = Path(tmp_list[0])
+        if self.sharded:
+            save_sharded(folder, self.models, self.optimizers, self.schedulers, self.is_main)
+        elif self.is_main:
+            save_plain(folder, self.models, self.optimizers, self.schedulers)
+        if self.is_main and self.emas:
+            torch.save({name: ema.state_dict() for name, ema in self.emas.items()}, folder / "ema.pt")
         self.accelerator.wait_for_everyone()
         final = None
         if self.is_main:
@@ -248,7 +301,13 @@ class TrainLoop:
         latest = self.run.latest_checkpoint()
         if latest is None:
             return 0
-        self.accelerator.load_state(str(latest))
+        if self.sharded:
+            load_sharded(latest, self.models, self.optimizers, self.schedulers)
+        else:
+            load_plain(latest, self.models, self.optimizers, self.schedulers)
+        if self.emas:
+            for name, state in torch.load(latest / "ema.pt", weights_only=False).items():
+                self.emas[name].load_state_dict(state)
         done = json.loads((latest / "loop.json").read_text())["step"]
         if self.is_main:
             self.run.truncate_metrics(done - 1)
@@ -256,7 +315,14 @@ class TrainLoop:
         return done
 
     def unwrap(self, name: str) -> torch.nn.Module:
-        return self.accelerator.unwrap_model(self.models[name])
+        """The model (never DDP-wrapped). Under FSDP2 its parameters stay sharded: call it on every rank."""
+        return self.models[name]
+
+    def full_state_dict(self, name: str) -> dict[str, torch.Tensor]:
+        """Unsharded weights of ``name`` (collective under FSDP2: every rank must call it)."""
+        if self.sharded:
+            return full_state_dict(self.models[name])
+        return {k: v.detach().cpu() for k, v in self.unwrap(name).state_dict().items()}
 
     def end(self) -> None:
         self.accelerator.end_training()

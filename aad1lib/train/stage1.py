@@ -100,9 +100,13 @@ def train_stage1(
     chunk_index = layout.chunk_of(torch.arange(cfg.latent_frames))
     frame_mask = chunk_index >= 0  # no loss on the clean context frame
     student = copy.deepcopy(teacher).requires_grad_(True)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=s1.lr, weight_decay=0.0)
-    scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=s1.warmup_steps)
-    student = loop.add_model("student", student, optimizer, scheduler, ema_decay=cfg.train.ema_decay)
+    student = loop.add_model(
+        "student",
+        student,
+        lambda params: torch.optim.AdamW(params, lr=s1.lr, weight_decay=0.0),
+        lambda opt: get_scheduler("constant_with_warmup", opt, num_warmup_steps=s1.warmup_steps),
+        ema_decay=cfg.train.ema_decay,
+    )
 
     def step_fn(step: int, gen: torch.Generator) -> dict[str, float]:
         idx = loop.local(torch.randint(len(pairs), (cfg.train.batch_size,), generator=gen))

@@ -95,10 +95,15 @@ def train_stage2(
     generator = load_run_model(stage1_run, device)
     sigmas = student_sigmas(torch.tensor(summary1["target_sigmas"]), s2.student_steps).to(device)
     betas = (s2.beta1, s2.beta2)
-    generator = loop.add_model("generator", generator, torch.optim.AdamW(generator.parameters(), s2.lr_generator,
-                               betas=betas, weight_decay=0.0), ema_decay=cfg.train.ema_decay)  # fmt: skip
-    critic = loop.add_model("critic", critic, torch.optim.AdamW(critic.parameters(), s2.lr_critic, betas=betas,
-                            weight_decay=0.0))  # fmt: skip
+    generator = loop.add_model(
+        "generator",
+        generator,
+        lambda params: torch.optim.AdamW(params, s2.lr_generator, betas=betas, weight_decay=0.0),
+        ema_decay=cfg.train.ema_decay,
+    )
+    critic = loop.add_model(
+        "critic", critic, lambda params: torch.optim.AdamW(params, s2.lr_critic, betas=betas, weight_decay=0.0)
+    )
     train_set = build_dataset(cfg, "train")
     empty = text_encoder.encode([""])[0]
     latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)

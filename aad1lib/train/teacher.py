@@ -75,9 +75,13 @@ def train_teacher(
     train_set = build_dataset(cfg, "train")
     test_set = build_dataset(cfg, "test")
     model = build_wan(cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.teacher.lr, weight_decay=cfg.teacher.weight_decay)
-    scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.teacher.warmup_steps)
-    model = loop.add_model("teacher", model, optimizer, scheduler, ema_decay=cfg.train.ema_decay)
+    model = loop.add_model(
+        "teacher",
+        model,
+        lambda params: torch.optim.AdamW(params, lr=cfg.teacher.lr, weight_decay=cfg.teacher.weight_decay),
+        lambda opt: get_scheduler("constant_with_warmup", opt, num_warmup_steps=cfg.teacher.warmup_steps),
+        ema_decay=cfg.train.ema_decay,
+    )
     empty_text = text_encoder.encode([""])[0]
 
     latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)  # (C, F, H, W)

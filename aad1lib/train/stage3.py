@@ -1,0 +1,241 @@
+"""Stage III: asymmetric adversarial distillation — AAD-1's contribution.
+
+The generator stays causal and one-step: it rolls out the whole clip chunk by chunk with its KV cache
+(sink + window), exactly the deployment path. The critic is asymmetric: a ``VideoDiscriminator`` whose
+backbone (initialised from the teacher) sees the whole clip in both directions and returns one
+video-level logit. Real and generated clips are noised to the same random level before D sees them.
+
+Per generator update (logistic GAN + approximate R1/R2, AAD-1 §"Noised Discriminator Inputs"):
+- D (``d_steps`` times): softplus(−D(real_t)) + softplus(D(fake_t)) + λ·[R1(real_t) + R2(fake_t)],
+  R(x) = mean(((D(x + σε) − D(x)) / σ)²), λ = 20 by default (the paper's value, in this convention);
+- G (after ``d_warmup_steps``): softplus(−D(fake_t)), gradients through the rollout's single step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import flow
+from ..builders import build_dataset, build_latent_codec, build_text, collate
+from ..config import ExperimentConfig
+from ..losses import approximate_r1, discriminator_loss, generator_adversarial_loss
+from ..models.causal_wan import CausalWanTransformer3DModel
+from ..models.discriminator import VideoDiscriminator
+from ..ode_pairs import ODEPairsDataset
+from ..rollout import seeded_renoise, stream_generate
+from ..runs import load_run_model, run_summary
+from .loop import DivergenceError, TrainLoop
+from .run_folder import RunFolder
+from .samples import save_samples
+
+STAGE = "stage3"
+
+
+@dataclass
+class Stage3Run:
+    run: RunFolder
+    model: CausalWanTransformer3DModel
+    sigmas: torch.Tensor
+    train_seconds: float
+
+
+def check_init_run(run: RunFolder) -> dict:
+    """Stage III starts from a finished Stage II run (or a Stage I run for the no-warm-up ablation)."""
+    stage = run.info.get("stage")
+    if stage not in ("stage2", "stage1") or not run.finished:
+        raise ValueError(f"init_from must be a finished Stage II run (or Stage I for the ablation); {run.path} is "
+                         f"a {'finished' if run.finished else 'unfinished'} {stage!r} run")  # fmt: skip
+    return run_summary(run)
+
+
+def build_discriminator(cfg: ExperimentConfig, teacher: CausalWanTransformer3DModel) -> VideoDiscriminator:
+    """Teacher-initialised backbone + freshly initialised heads (seeded: the same on every process and run)."""
+    s3 = cfg.stage3
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed + 3)
+        return VideoDiscriminator.from_teacher(
+            teacher, attention=s3.disc_attention, logit=s3.disc_logit, chunk_layout=cfg.chunk_layout(),
+            tap_fractions=tuple(s3.disc_taps), num_queries=s3.disc_queries, train_backbone=s3.train_disc_backbone,
+        )  # fmt: skip
+
+
+def train_stage3(
+    cfg: ExperimentConfig,
+    init_run: RunFolder,
+    run_name: str | None = None,
+    runs_root: Path | None = None,
+    notebook_params: dict | None = None,
+) -> Stage3Run:
+    s3 = cfg.stage3
+    summary = check_init_run(init_run)  # before any work: a wrong init_from fails here
+    stage1_run = RunFolder.open(summary.get("stage1_run", init_run.path))
+    teacher_run = RunFolder.open(summary["teacher_run"])
+    if init_run.info["stage"] == "stage2":
+        sigmas = torch.tensor(summary["sigmas"])[[0, -1]]  # one step per chunk
+    else:
+        sigmas = torch.tensor([summary["target_sigmas"][0], 0.0])
+    config = dict(cfg.to_dict(), notebook=notebook_params or {}, init_from=str(init_run.path))
+    loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
+    device = loop.device
+    text_encoder, codec = build_text(cfg).to(device), build_latent_codec(cfg).to(device)
+    ctx, frames, layout = cfg.chunking.context_frames, cfg.latent_frames, cfg.chunk_layout()
+    sigmas = sigmas.to(device)
+
+    teacher = load_run_model(teacher_run)
+    disc = build_discriminator(cfg, teacher)
+    del teacher
+    betas = (s3.beta1, s3.beta2)
+    generator = loop.add_model(
+        "generator",
+        load_run_model(init_run),
+        lambda params: torch.optim.AdamW(params, s3.lr_generator, betas=betas, weight_decay=0.0),
+        ema_decay=cfg.train.ema_decay,
+    )
+    disc = loop.add_model(
+        "discriminator",
+        disc,
+        lambda params: torch.optim.AdamW(
+            [p for p in params if p.requires_grad], s3.lr_discriminator, betas=betas, weight_decay=0.0
+        ),  # fmt: skip
+    )
+
+    # real clips: the dataset, or teacher samples (Stage I's ODE endpoints, same first frames and captions)
+    if s3.real_source == "teacher":
+        pool = ODEPairsDataset(stage1_run.path / "ode_pairs")
+    else:
+        pool = build_dataset(cfg, "train")
+    n = cfg.train.batch_size
+    latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)
+
+    def draw(gen):
+        idx = loop.local(torch.randint(len(pool), (n,), generator=gen)).tolist()
+        noise = loop.local(torch.randn((n, latent_shape[0], frames - ctx, *latent_shape[2:]), generator=gen))
+        sigma = flow.sample_timesteps(n, generator=gen, shift=cfg.sampling.shift, t_min=s3.t_min, t_max=s3.t_max)
+        d_noise = torch.randn((4, n, *latent_shape), generator=gen)  # real/fake noising, R1/R2 directions
+        seed = int(torch.randint(2**62, (1,), generator=gen))
+        with torch.no_grad():
+            if s3.real_source == "teacher":
+                rows = [pool[i] for i in idx]
+                real = torch.stack([r["x0"] for r in rows]).to(device)
+                prompts = [r["prompt"] for r in rows]
+            else:
+                batch = collate([pool[i] for i in idx])
+                real, prompts = codec.encode(batch["video"].to(device)), batch["prompt"]
+            text = text_encoder.encode(prompts)[0]
+        return dict(real=real, text=text, noise=noise.to(real), sigma=loop.local(sigma).to(real),
+                    d_noise=loop.local(d_noise.transpose(0, 1)).transpose(0, 1).to(real), seed=seed)  # fmt: skip
+
+    def rollout(b, grad: bool):
+        out = stream_generate(generator, layout, b["text"], b["noise"], sigmas, context=b["real"][:, :, :ctx],
+                              grad_step=0 if grad else None, renoise=seeded_renoise(b["seed"]))  # fmt: skip
+        return out.video
+
+    def critic_inputs(b, fake):
+        """Real and fake noised to the SAME level per pair (the whole clip, one level: D is video-level)."""
+        sigma = b["sigma"]
+        real_t = flow.add_noise(b["real"], b["d_noise"][0], sigma)
+        fake_t = flow.add_noise(fake, b["d_noise"][1], sigma)
+        return real_t, fake_t, flow.sigma_to_timestep(sigma)
+
+    saturated = {"count": 0}
+
+    def step_fn(step: int, gen: torch.Generator) -> dict[str, float]:
+        logs: dict[str, float] = {}
+        # (a) discriminator
+        for _ in range(s3.d_steps):
+            b = draw(gen)
+            with torch.no_grad():
+                fake = rollout(b, grad=False)
+            real_t, fake_t, t = critic_inputs(b, fake)
+            loop.optimizers["discriminator"].zero_grad(set_to_none=True)  # drop grads left by the G update
+            logits_real, logits_fake = disc(real_t, t, b["text"]), disc(fake_t, t, b["text"])
+            loss_d = discriminator_loss(logits_real, logits_fake)
+            r1 = r2 = torch.zeros((), device=device)
+            if s3.lam > 0:
+                r1 = approximate_r1(disc, real_t, logits_real, s3.r1_sigma, t, b["text"], eps=b["d_noise"][2])
+                r2 = approximate_r1(disc, fake_t, logits_fake, s3.r1_sigma, t, b["text"], eps=b["d_noise"][3])
+            loop.optimize("discriminator", loss_d + s3.lam * (r1 + r2))
+            logs.update(d_loss=loss_d.item(), r1=r1.item(), r2=r2.item(), d_real=logits_real.mean().item(),
+                        d_fake=logits_fake.mean().item())  # fmt: skip
+        # (b) generator, through the one-step rollout
+        if step >= s3.d_warmup_steps:
+            b = draw(gen)
+            fake = rollout(b, grad=True)
+            _, fake_t, t = critic_inputs(b, fake)
+            loss_g = generator_adversarial_loss(disc(fake_t, t, b["text"]))
+            logs["g_grad_norm"] = loop.optimize("generator", loss_g) or 0.0
+            logs["g_loss"] = loss_g.item()
+        # divergence guard: a discriminator that wins by a mile for many steps gives the generator nothing
+        gap = logs["d_real"] - logs["d_fake"]
+        saturated["count"] = saturated["count"] + 1 if gap > s3.saturation_gap else 0
+        if s3.saturation_steps and saturated["count"] >= s3.saturation_steps:
+            last = loop.run.latest_checkpoint()
+            raise DivergenceError(
+                f"discriminator saturated: D(real) - D(fake) = {gap:.1f} > {s3.saturation_gap} for "
+                f"{s3.saturation_steps} steps (step {step}); lower lr_discriminator or raise lam. "
+                f"Last good checkpoint: {last}"
+            )
+        return logs
+
+    fixed = collate([build_dataset(cfg, "test")[i] for i in range(s3.num_samples)])
+    fixed_latents = codec.encode(fixed["video"].to(device))
+    fixed_text = text_encoder.encode(fixed["prompt"])[0]
+    fixed_noise = torch.randn(fixed_latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed + 7))
+
+    def sample_fn(done_steps: int) -> None:  # every rank runs the model (FSDP2 needs all), rank 0 writes
+        with torch.no_grad():
+            video = stream_generate(loop.unwrap("generator"), layout, fixed_text, fixed_noise.to(fixed_latents),
+                                    sigmas, context=fixed_latents[:, :, :ctx],
+                                    renoise=seeded_renoise(cfg.seed + 1)).video  # fmt: skip
+        if loop.is_main:
+            named = {f"1-step {i}": v for i, v in enumerate(codec.decode(video).clamp(-1, 1))}
+            save_samples(loop.run.samples_dir / f"step-{done_steps:07d}", named, cfg.data.fps, f"step {done_steps}")
+
+    tic = time.time()
+    loop.fit(step_fn, s3.steps, sample_fn=sample_fn, desc=f"Stage III ({s3.disc_attention}/{s3.disc_logit} D)")
+    train_seconds = time.time() - tic
+    if "generator" in loop.emas:
+        loop.emas["generator"].copy_to(loop.unwrap("generator").parameters())
+    state = loop.full_state_dict("generator")  # collective under FSDP2 (rank 0 receives the full weights)
+    final = CausalWanTransformer3DModel.from_config(load_run_model(init_run).config)
+    if loop.is_main:
+        final.load_state_dict(state)
+        final.save_pretrained(loop.run.path / "model")
+        metrics = loop.run.read_metrics()
+        loop.run.mark_finished(
+            stage=STAGE, init_run=str(init_run.path), init_stage=init_run.info["stage"],
+            stage1_run=str(stage1_run.path), teacher_run=str(teacher_run.path), sigmas=sigmas.tolist(), lam=s3.lam,
+            disc_attention=s3.disc_attention, disc_logit=s3.disc_logit, train_seconds=train_seconds,
+            peak_rss_mb=max((m["peak_rss_mb"] for m in metrics if "peak_rss_mb" in m), default=None),
+            world_size=loop.accelerator.num_processes, parallel=cfg.train.parallel,
+        )  # fmt: skip
+    loop.end()
+    return Stage3Run(loop.run, final.eval(), sigmas.cpu(), train_seconds)
+
+
+@torch.no_grad()
+def motion_before_after(cfg: ExperimentConfig, result: Stage3Run, num_clips: int) -> tuple[dict, dict]:
+    """The one-step generator before (its init run) and after Stage III on the same held-out first frames and
+    noise: ``{"data"|"before"|"after": [B, 3, F, H, W]}`` and their mean optical-flow magnitude (DIS px/frame)."""
+    from ..eval.sample_motion import motion_comparison
+
+    summary = run_summary(result.run)
+    before = load_run_model(RunFolder.open(summary["init_run"])).eval()
+    text_encoder, codec = build_text(cfg), build_latent_codec(cfg)
+    ctx = cfg.chunking.context_frames
+    test = build_dataset(cfg, "test")
+    batch = collate([test[i] for i in range(min(len(test), num_clips))])
+    latents = codec.encode(batch["video"])
+    text = text_encoder.encode(batch["prompt"])[0]
+    noise = torch.randn(latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed + 11))
+    rows = {"data": batch["video"]}
+    for name, model in [("before", before), ("after", result.model.cpu().eval())]:
+        video = stream_generate(model, cfg.chunk_layout(), text, noise, result.sigmas, context=latents[:, :, :ctx],
+                                renoise=seeded_renoise(cfg.seed + 1)).video  # fmt: skip
+        rows[name] = codec.decode(video).clamp(-1, 1)
+    flows = {name: motion_comparison(video, batch["video"])["flow_px_generated"] for name, video in rows.items()}
+    return rows, flows
