@@ -318,11 +318,20 @@ class TrainLoop:
         """The model (never DDP-wrapped). Under FSDP2 its parameters stay sharded: call it on every rank."""
         return self.models[name]
 
-    def full_state_dict(self, name: str) -> dict[str, torch.Tensor]:
-        """Unsharded weights of ``name`` (collective under FSDP2: every rank must call it)."""
-        if self.sharded:
-            return full_state_dict(self.models[name])
-        return {k: v.detach().cpu() for k, v in self.unwrap(name).state_dict().items()}
+    def export_model(self, name: str, path: Path, use_ema: bool = True) -> torch.nn.Module:
+        """Write ``name`` in diffusers format to ``path`` (EMA weights if it has an EMA) and return it loaded
+        back as a plain single-process model. A collective under FSDP2: every rank must call it."""
+        model = self.models[name]
+        if use_ema and name in self.emas:
+            self.emas[name].copy_to(model.parameters())
+        state = full_state_dict(model) if self.sharded else model.state_dict()
+        plain_cls = next(c for c in type(model).__mro__ if not c.__name__.startswith("FSDP"))  # FSDP2 subclasses
+        if self.is_main:
+            plain = plain_cls.from_config(model.config)
+            plain.load_state_dict(state)
+            plain.save_pretrained(path)
+        self.accelerator.wait_for_everyone()
+        return plain_cls.from_pretrained(path).to(self.device)
 
     def end(self) -> None:
         self.accelerator.end_training()

@@ -134,11 +134,8 @@ def train_stage1(
     tic = time.time()
     loop.fit(step_fn, s1.steps, sample_fn=sample_fn, desc="Stage I (DF + ODE regression)")
     train_seconds = time.time() - tic
-    final = loop.unwrap("student")
-    if "student" in loop.emas:
-        loop.emas["student"].copy_to(final.parameters())
+    final = loop.export_model("student", loop.run.path / "model")
     if loop.is_main:
-        final.save_pretrained(loop.run.path / "model")
         loop.run.mark_finished(stage=STAGE, teacher_run=str(teacher_run.path), target_sigmas=target_sigmas.tolist(),
                                train_seconds=train_seconds, ode_seconds=ode_seconds)  # fmt: skip
     loop.end()

@@ -156,8 +156,7 @@ def train_stage2(
         value = teacher_denoising_loss(teacher, student_samples(loop.unwrap("generator")), val_text, ctx, cfg.seed)
         if best["value"] is None or value < best["value"]:
             best.update(value=value, step=step, evals_since=0)
-            if loop.is_main:
-                loop.unwrap("generator").save_pretrained(loop.run.path / "best_model")
+            loop.export_model("generator", loop.run.path / "best_model", use_ema=False)
         else:
             best["evals_since"] += 1
         if loop.is_main:

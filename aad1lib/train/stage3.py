@@ -198,13 +198,8 @@ def train_stage3(
     tic = time.time()
     loop.fit(step_fn, s3.steps, sample_fn=sample_fn, desc=f"Stage III ({s3.disc_attention}/{s3.disc_logit} D)")
     train_seconds = time.time() - tic
-    if "generator" in loop.emas:
-        loop.emas["generator"].copy_to(loop.unwrap("generator").parameters())
-    state = loop.full_state_dict("generator")  # collective under FSDP2 (rank 0 receives the full weights)
-    final = CausalWanTransformer3DModel.from_config(load_run_model(init_run).config)
+    final = loop.export_model("generator", loop.run.path / "model")  # gathers FSDP2 shards; EMA weights if any
     if loop.is_main:
-        final.load_state_dict(state)
-        final.save_pretrained(loop.run.path / "model")
         metrics = loop.run.read_metrics()
         loop.run.mark_finished(
             stage=STAGE, init_run=str(init_run.path), init_stage=init_run.info["stage"],

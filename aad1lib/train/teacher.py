@@ -115,11 +115,8 @@ def train_teacher(
 
     loop.fit(step_fn, cfg.teacher.steps, sample_fn=sample_fn, desc="Stage 0 teacher")
     train_seconds = time.time() - start
-    final = loop.unwrap("teacher")
-    if "teacher" in loop.emas:  # the EMA weights are the teacher
-        loop.emas["teacher"].copy_to(final.parameters())
+    final = loop.export_model("teacher", loop.run.path / "model")  # the EMA weights are the teacher
     if loop.is_main:
-        final.save_pretrained(loop.run.path / "model")
         metrics = loop.run.read_metrics()
         loop.run.mark_finished(
             stage=STAGE, trained_steps=cfg.teacher.steps, train_seconds=train_seconds,
