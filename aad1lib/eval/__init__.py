@@ -1,1 +1,1 @@
-"""Evaluation: streaming speed benchmark (metrics arrive with the evaluation issue)."""
+"""Evaluation: VBench-I2V-style metrics (metrics/), run evaluation (evaluate.py), speed benchmarks."""
