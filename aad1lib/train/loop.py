@@ -244,7 +244,8 @@ class TrainLoop:
             self.step = step
             for model in self.models.values():
                 model.train()
-            metrics = step_fn(step, self.step_generator(step))
+            with self.accelerator.autocast():  # bf16/fp16 autocast when train.mixed_precision asks for it
+                metrics = step_fn(step, self.step_generator(step))
             if self.accelerator.num_processes > 1:  # log the global-batch value, not rank 0's share
                 values = torch.tensor(list(metrics.values()), dtype=torch.float64, device=self.device)
                 metrics = dict(zip(metrics, self.accelerator.reduce(values, "mean").tolist(), strict=True))
