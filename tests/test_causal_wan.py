@@ -224,6 +224,10 @@ def test_flex_attention_backend_matches_sdpa_block_causal_forward(model, tiny_wa
         sdpa = model(x, t, text, chunk_layout=layout).sample
         model.set_attention_backend("flex")
         flex = model(x, t, text, chunk_layout=layout).sample
-    other = CausalWanTransformer3DModel(**tiny_wan_config)  # the backend is per model, not a global
+    # the backend is per model: another model still trains with the default (flex has no CPU backward)
+    other = CausalWanTransformer3DModel(**tiny_wan_config)
     assert all(b.attn1.processor._attention_backend is None for b in other.blocks)
+    x_grad = x.clone().requires_grad_(True)
+    other(x_grad, t, text, chunk_layout=layout).sample.sum().backward()
+    assert x_grad.grad is not None
     assert (flex - sdpa).abs().max() <= 1e-5

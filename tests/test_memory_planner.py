@@ -122,7 +122,12 @@ def test_block_formula_matches_saved_tensors_of_a_trained_forward(demo, dtype, p
         model = model.to(dtype)  # bf16 everywhere, as FSDP2's param_dtype=bf16 runs it
     x, text = _inputs(cfg, batch, geo.latent_frames, dtype)
     t = torch.full((batch, geo.latent_frames) if per_frame_timestep else (batch,), 500.0)
-    measured, _ = saved_tensor_bytes(lambda: model(x, t, text, return_dict=False)[0], exclude=list(model.parameters()))
+    try:
+        measured, _ = saved_tensor_bytes(
+            lambda: model(x, t, text, return_dict=False)[0], exclude=list(model.parameters())
+        )
+    finally:
+        model.float()  # the fixture is shared: never leave it in bf16
     fwd = GraphForward(
         "g",
         WanShape.of(cfg.model),
@@ -133,7 +138,6 @@ def test_block_formula_matches_saved_tensors_of_a_trained_forward(demo, dtype, p
         per_token_timestep=per_frame_timestep,
     )
     predicted = graph_bytes(fwd, dtype.itemsize, checkpointing=False)
-    model.float()
     assert predicted == pytest.approx(measured, rel=0.1)
 
 

@@ -203,6 +203,20 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         _check_wan_checkpoint(pretrained_model_name_or_path, kwargs.get("subfolder"))
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
+    def set_attention_backend(self, backend: str) -> None:
+        """Attention backend of THIS model's processors (e.g. ``"flex"``, ``"flash"``, ``"native"``).
+
+        diffusers' version also makes the backend the process-wide default, which leaks into every other model
+        (a teacher, a discriminator, a stock Wan); we restore that default.
+        """
+        from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+        default = _AttentionBackendRegistry._active_backend
+        try:
+            super().set_attention_backend(backend)
+        finally:
+            _AttentionBackendRegistry.set_active_backend(default)
+
     def new_kv_cache(self, layout: ChunkLayout, detach: bool = True) -> KVCache:
         return KVCache(len(self.blocks), layout, detach=detach)
 
