@@ -20,7 +20,7 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
     d = cfg.data
     if d.kind == "synthetic":
         num = d.train_clips if split == "train" else d.test_clips
-        return SyntheticI2VDataset(split, num, d.num_frames, d.height, d.width, fps=d.fps, seed=cfg.seed)
+        return SyntheticI2VDataset(split, num, d.num_frames, d.height, d.width, fps=d.fps, seed=d.seed)
     if d.kind == "real_clips":
         return RealClipsDataset(d.num_frames, d.height, d.width)
     return VideoFolderDataset(d.root, d.captions_csv, d.num_frames, d.height, d.width, on_error=d.on_error)
@@ -29,7 +29,7 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
 def build_text(cfg: ExperimentConfig) -> TextEncoder:
     t = cfg.text
     if t.kind == "tiny":
-        return build_text_encoder("tiny", dim=t.dim, max_length=t.max_length, seed=cfg.seed)
+        return build_text_encoder("tiny", dim=t.dim, max_length=t.max_length, seed=t.seed)
     return build_text_encoder("umt5", path=t.path, max_length=t.max_length)
 
 

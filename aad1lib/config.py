@@ -37,6 +37,7 @@ class DataConfig:
     root: str | None = None  # video_folder: folder of mp4s
     captions_csv: str | None = None  # video_folder: CSV with columns file,caption
     on_error: Literal["raise", "skip"] = "raise"  # video_folder: corrupt/short files
+    seed: int = 0  # synthetic clips; fixed apart from the training seed, so seeds vary training, not the data
 
 
 @dataclass
@@ -75,6 +76,8 @@ class TextConfig:
     path: str | None = None  # umt5: local Wan folder (text_encoder/ + tokenizer/)
     dim: int = 64  # tiny encoder width (must equal model.text_dim)
     max_length: int = 24
+    seed: int = 0  # tiny encoder's random embedding; NOT the training seed (a Stage III seed must see the
+    #                same prompt embeddings the teacher and student were trained with)
 
 
 @dataclass

@@ -53,3 +53,19 @@ def test_unknown_key_in_a_preset_file_is_rejected(tmp_path):
 
 def test_int_given_for_float_is_accepted():
     assert load_preset("tiny", {"teacher.lr": 1}).teacher.lr == 1.0
+
+
+def test_training_seed_does_not_change_data_or_prompt_embeddings():
+    """A Stage III child with another seed must see the clips and tiny text embeddings its teacher saw."""
+    import torch
+
+    from aad1lib.builders import build_dataset, build_text
+
+    base, other = load_preset("tiny"), load_preset("tiny", {"seed": 7})
+    assert torch.equal(build_dataset(base, "test")[0]["video"], build_dataset(other, "test")[0]["video"])
+    prompts = ["a photo panning left"]
+    assert torch.equal(build_text(base).encode(prompts)[0], build_text(other).encode(prompts)[0])
+    # the data / text seeds themselves still matter
+    reseeded = load_preset("tiny", {"data.seed": 7, "text.seed": 7})
+    assert not torch.equal(build_dataset(base, "test")[0]["video"], build_dataset(reseeded, "test")[0]["video"])
+    assert not torch.equal(build_text(base).encode(prompts)[0], build_text(reseeded).encode(prompts)[0])
