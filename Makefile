@@ -1,9 +1,10 @@
 # The two commands a newcomer needs (see README):
 #   make test       set up the environment if needed, lint, run the tests and the notebooks (tiny preset)
-#   make reproduce  the whole pipeline on the demo preset
+#   make reproduce  the whole pipeline on the demo preset (00 -> 03, baselines, 06, 07 -> reports/)
+#   make study      the ablation studies on top of it (04, 05) and the report again
 SHELL := /bin/bash
 
-.PHONY: setup test lint reproduce benchmark
+.PHONY: setup test lint reproduce study benchmark
 
 setup:
 	@scripts/setup_env.sh >/dev/null
@@ -19,7 +20,12 @@ lint:
 	@py=$$(scripts/setup_env.sh | tail -n 1) && $$py -m ruff check . && $$py -m ruff format --check aad1lib tests
 
 reproduce:
-	@py=$$(scripts/setup_env.sh | tail -n 1) && $$py -m aad1lib.reproduce --preset demo
+	@tic=$$(date +%s); py=$$(scripts/setup_env.sh | tail -n 1) && $$py -m aad1lib.reproduce --preset demo; \
+	  rc=$$?; echo "make reproduce: $$(( $$(date +%s) - tic )) s wall time (setup included)"; exit $$rc
+
+study:
+	@tic=$$(date +%s); py=$$(scripts/setup_env.sh | tail -n 1) && $$py -m aad1lib.reproduce --preset demo --study; \
+	  rc=$$?; echo "make study: $$(( $$(date +%s) - tic )) s wall time"; exit $$rc
 
 benchmark:
 	@py=$$(scripts/setup_env.sh | tail -n 1) && $$py benchmarks/streaming.py

@@ -140,9 +140,7 @@ def test_classifier_free_guidance_interpolates_and_extrapolates():
     v_cond, v_uncond = _video(1), _video(2)
     assert torch.allclose(flow.classifier_free_guidance(v_cond, v_uncond, 1.0), v_cond, atol=1e-6)
     assert torch.equal(flow.classifier_free_guidance(v_cond, v_uncond, 0.0), v_uncond)
-    assert torch.allclose(
-        flow.classifier_free_guidance(v_cond, v_uncond, 3.0), 3 * v_cond - 2 * v_uncond, atol=1e-5
-    )
+    assert torch.allclose(flow.classifier_free_guidance(v_cond, v_uncond, 3.0), 3 * v_cond - 2 * v_uncond, atol=1e-5)
 
 
 def test_sample_timesteps_are_seeded_and_in_shifted_range():
@@ -193,18 +191,14 @@ def test_x0_prediction_step_renoises_the_x0_estimate():
 @pytest.mark.parametrize("sigma_shape", [(B + 1,), (B, F + 1), (F,), (B, F, 1), (1, B, F)], ids=str)
 def test_bad_sigma_shape_raises_clear_error(sigma_shape):
     x = _video(1)
-    with pytest.raises(
-        ValueError, match=r"sigma of shape .* does not fit a video of shape \[2, 3, 4, 5, 6\]"
-    ):
+    with pytest.raises(ValueError, match=r"sigma of shape .* does not fit a video of shape \[2, 3, 4, 5, 6\]"):
         flow.add_noise(x, x, torch.rand(sigma_shape))
     with pytest.raises(ValueError, match="does not fit"):
         flow.euler_step(x, x, 0.5, torch.rand(sigma_shape))
 
 
 def test_non_video_input_raises_clear_error():
-    with pytest.raises(
-        ValueError, match=r"expected a video \[B, C, F, H, W\], got a tensor of shape \[2, 3, 5\]"
-    ):
+    with pytest.raises(ValueError, match=r"expected a video \[B, C, F, H, W\], got a tensor of shape \[2, 3, 5\]"):
         flow.broadcast_sigma(0.5, torch.zeros(2, 3, 5))
     with pytest.raises(ValueError, match="1-D"):
         flow.sample_euler(lambda x, s: x, _video(1), torch.rand(3, 2))

@@ -260,6 +260,7 @@ def make_suite(
     dreamsim_dir: str | None = None,
     fps: float | None = None,
     device: str = "cpu",
+    grid_period: int | None = None,
 ) -> MetricSuite:
     """A MetricSuite whose roles use the published backbone where a local path is given, else the offline one.
 
@@ -282,7 +283,15 @@ def make_suite(
         quality=load_musiq(musiq_path, device=device) if musiq_path else None,
         i2v_background=load_dreamsim(dreamsim_dir, device=device) if dreamsim_dir else None,
         fps=fps,
+        grid_period=grid_period,
     )
+
+
+def patch_grid_pixels(cfg: ExperimentConfig) -> int:
+    """Pixels per generator patch along a side (patch size × the codec's spatial factor): the grid that
+    λ-too-large artefacts line up with."""
+    factor = 8 if cfg.codec.kind == "wan_vae" else 1
+    return int(cfg.model.patch_size[-1]) * factor
 
 
 def suite_backbones(suite: MetricSuite) -> dict[str, str]:
@@ -365,7 +374,7 @@ def evaluate_runs(
     plans = {r.path.name: generation_plan(cfg, r) for r in runs}
 
     # 2. shared inputs and the reference motion
-    suite = suite or MetricSuite(fps=cfg.data.fps)
+    suite = suite or MetricSuite(fps=cfg.data.fps, grid_period=patch_grid_pixels(cfg))
     inputs = eval_inputs(cfg, num_clips, long_video_factor, seed)
     codec = build_latent_codec(cfg)
     gt_motion, gt_source = ground_truth_motion(inputs.batch, suite)
@@ -428,7 +437,7 @@ def evaluate_runs(
 
 def evaluate_data(cfg: ExperimentConfig, num_clips: int, suite: MetricSuite | None = None) -> dict:
     """The reference row: the held-out clips themselves, scored like the runs (no NFE, no Drift)."""
-    suite = suite or MetricSuite(fps=cfg.data.fps)
+    suite = suite or MetricSuite(fps=cfg.data.fps, grid_period=patch_grid_pixels(cfg))
     test = build_dataset(cfg, "test")
     batch = collate([test[i] for i in range(min(num_clips, len(test)))])
     gt_motion, source = ground_truth_motion(batch, suite)

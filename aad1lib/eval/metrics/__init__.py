@@ -17,6 +17,7 @@ from .cluster import (
     load_raft,
 )
 from .drift import DriftResult, drift, segment_bounds
+from .grid import blockiness, video_blockiness
 from .motion import clip_flows, mean_flow_magnitude, motion_ratio
 from .offline import ColorHistFeatures, HOGFeatures, OpenCVFlow, SharpNoiseQuality
 from .suite import MetricSuite
@@ -32,7 +33,8 @@ from .vbench import (
 __all__ = [
     "ColorHistFeatures", "DreamSimFeatures", "DriftResult", "FeatureExtractor", "FlowEstimator", "HOGFeatures",
     "MUSIQQuality", "MetricSuite", "OpenCVFlow", "QualityScorer", "RAFTFlow", "SharpNoiseQuality",
-    "TransformersFeatures", "clip_flows", "drift", "dynamic_params", "i2v_consistency", "is_dynamic", "load_clip",
-    "load_dino", "load_dreamsim", "load_musiq", "load_raft", "mean_flow_magnitude", "motion_ratio",
-    "segment_bounds", "similarity", "temporal_consistency", "to_uint8_images", "top_flow_magnitude", "video_frames",
+    "TransformersFeatures", "blockiness", "clip_flows", "drift", "dynamic_params", "i2v_consistency", "is_dynamic",
+    "load_clip", "load_dino", "load_dreamsim", "load_musiq", "load_raft", "mean_flow_magnitude", "motion_ratio",
+    "segment_bounds", "similarity", "temporal_consistency", "to_uint8_images", "top_flow_magnitude",
+    "video_blockiness", "video_frames",
 ]  # fmt: skip

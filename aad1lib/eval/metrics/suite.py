@@ -16,6 +16,7 @@ import torch
 from . import vbench
 from .backbones import FeatureExtractor, FlowEstimator, QualityScorer, video_frames
 from .drift import DriftResult, drift
+from .grid import blockiness
 from .motion import clip_flows, flow_magnitude, motion_ratio
 from .offline import ColorHistFeatures, HOGFeatures, OpenCVFlow, SharpNoiseQuality
 
@@ -35,6 +36,7 @@ class MetricSuite:
         i2v_subject: FeatureExtractor | None = None,  # VBench-I2V: DINO ViT-B/16
         i2v_background: FeatureExtractor | None = None,  # VBench-I2V: DreamSim
         fps: float | None = None,
+        grid_period: int | None = None,  # pixels per generator patch: adds the grid-artefact score (grid.py)
     ):
         self.subject = subject or HOGFeatures()
         self.background = background or ColorHistFeatures()
@@ -43,9 +45,12 @@ class MetricSuite:
         self.i2v_subject = i2v_subject or self.subject
         self.i2v_background = i2v_background or self.background
         self.fps = fps
+        self.grid_period = grid_period
 
     @classmethod
-    def published(cls, dino_dir, clip_dir, raft_path, musiq_path, dreamsim_dir, device="cpu", fps=None):
+    def published(
+        cls, dino_dir, clip_dir, raft_path, musiq_path, dreamsim_dir, device="cpu", fps=None, grid_period=None
+    ):
         """The published VBench-I2V backbones from local files (see :mod:`.cluster`)."""
         from .cluster import load_clip, load_dino, load_dreamsim, load_musiq, load_raft
 
@@ -56,6 +61,7 @@ class MetricSuite:
             quality=load_musiq(musiq_path, device=device),
             i2v_background=load_dreamsim(dreamsim_dir, device=device),
             fps=fps,
+            grid_period=grid_period,
         )
 
     def names(self, with_images: bool = True, with_gt_motion: bool = True) -> list[str]:
@@ -67,6 +73,8 @@ class MetricSuite:
             f"Imaging Quality ({self.quality.name})",
             f"Motion px/frame ({self.flow.name})",
         ]
+        if self.grid_period:
+            names.append(f"Grid Artefacts (blockiness /{self.grid_period}px)")
         if with_images:
             names += [f"I2V Subject ({self.i2v_subject.name})", f"I2V Background ({self.i2v_background.name})"]
         if with_gt_motion:
@@ -105,6 +113,8 @@ class MetricSuite:
         # 3. Imaging Quality: per-frame mean (VBench averages frames, then videos)
         scores[next(names)] = float(self.quality(frames).double().mean())
         scores[next(names)] = flow_magnitude(flows)
+        if self.grid_period:  # the paper's λ = 50 failure mode: edges on the patch grid
+            scores[next(names)] = blockiness(frames, self.grid_period)
 
         # 4. I2V Subject / Background (VBench-I2V)
         if with_images:

@@ -1,0 +1,128 @@
+"""A study's child run: one or more papermill executions of the stage notebooks, with their parameters.
+
+Every number of a study traces back to an executed notebook: the child's notebooks are executed into
+``<studies>/children/<child>/`` and, once they finished, copied into the run folder the child trained
+(``<run>/notebooks/``). A child is *done* when its ``done.json`` exists; a failed child leaves
+``failed.json`` (which step, the error) and is retried by the next sweep, resuming its run folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+STUDIES_ROOT = ROOT / "experiments" / "studies"
+
+
+class ChildFailed(RuntimeError):
+    """A child's notebook raised; the message names the child, the step and the executed notebook."""
+
+
+@dataclass(frozen=True)
+class NotebookStep:
+    notebook: str  # name under notebooks/, e.g. "03_adversarial"
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Child:
+    """One child run of a study. ``name`` is unique for its parameters (see :func:`child_name`)."""
+
+    name: str
+    steps: tuple[NotebookStep, ...]
+    labels: dict[str, Any] = field(default_factory=dict)  # the study's axes for this child, e.g. {"lam": 20.0}
+    run_path: str | None = None  # the run folder the child trains (its notebooks are copied there)
+    studies_root: str = str(STUDIES_ROOT)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.studies_root) / "children" / self.name
+
+    @property
+    def done(self) -> bool:
+        return (self.folder / "done.json").exists()
+
+    def executed(self, index: int) -> Path:
+        return self.folder / f"{index:02d}_{self.steps[index].notebook}.ipynb"
+
+    def status(self) -> dict[str, Any]:
+        """``{"state": "done" | "failed" | "pending", ...}`` read from the child's folder."""
+        for state in ("done", "failed"):
+            path = self.folder / f"{state}.json"
+            if path.exists():
+                return dict(json.loads(path.read_text()), state=state)
+        return {"state": "pending"}
+
+
+def child_name(prefix: str, readable: str, identity: dict[str, Any]) -> str:
+    """``<prefix>-<readable>-<hash>``: the hash covers everything that defines the child (notebooks,
+    parameters, init run), so two studies asking for the same run share it and a changed parameter never
+    reuses an old one."""
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{prefix}-{readable}-{digest}"
+
+
+def run_child(child: Child) -> dict[str, Any]:
+    """Execute the child's notebooks in order (steps finished earlier are skipped) and mark it done.
+
+    Raises :class:`ChildFailed` after writing ``failed.json``. Safe to call in another process (submitit).
+    """
+    import papermill
+
+    folder = child.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "failed.json").unlink(missing_ok=True)
+    (folder / "child.json").write_text(json.dumps(_describe(child), indent=2, default=str))
+    tic = time.time()
+    seconds = {}
+    for index, step in enumerate(child.steps):
+        marker = folder / f"{index:02d}.done.json"
+        if marker.exists():
+            seconds[step.notebook] = json.loads(marker.read_text())["seconds"]
+            continue
+        output = child.executed(index)
+        start = time.time()
+        try:
+            papermill.execute_notebook(
+                str(NOTEBOOKS / f"{step.notebook}.ipynb"), str(output), parameters=step.parameters,
+                cwd=str(NOTEBOOKS), progress_bar=False,
+            )  # fmt: skip
+        except Exception as error:  # papermill raises PapermillExecutionError with the cell's traceback
+            failure = dict(step=index, notebook=step.notebook, executed=str(output), error=_short_error(error),
+                           failed=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
+            (folder / "failed.json").write_text(json.dumps(failure, indent=2))
+            message = f"child {child.name}: {step.notebook} failed ({failure['error']}); see {output}"
+            raise ChildFailed(message) from None
+        seconds[step.notebook] = time.time() - start
+        marker.write_text(json.dumps({"seconds": seconds[step.notebook]}))
+    if child.run_path and Path(child.run_path).exists():  # every number traces back to a notebook in its run
+        copies = Path(child.run_path) / "notebooks"
+        copies.mkdir(exist_ok=True)
+        for index in range(len(child.steps)):
+            shutil.copy2(child.executed(index), copies / child.executed(index).name)
+    result = dict(name=child.name, run_path=child.run_path, seconds=seconds, wall_seconds=time.time() - tic,
+                  finished=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
+    (folder / "done.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _describe(child: Child) -> dict[str, Any]:
+    return dict(name=child.name, labels=child.labels, run_path=child.run_path,
+                steps=[dict(notebook=s.notebook, parameters=s.parameters) for s in child.steps])  # fmt: skip
+
+
+def _short_error(error: BaseException) -> str:
+    """The exception's last line (papermill's error carries the kernel's ename: evalue)."""
+    name = getattr(error, "ename", None)
+    if name:
+        return f"{name}: {getattr(error, 'evalue', '')}"[:500]
+    lines = traceback.format_exception_only(type(error), error)
+    return lines[-1].strip()[:500]
