@@ -15,8 +15,12 @@ STAGE_NOTEBOOKS = {
 }
 
 
-def find_runs(stage: str, preset: str | None = None, root: Path | None = None, finished_only: bool = True):
-    """Runs of ``stage`` (and ``preset``), oldest first by start time."""
+def find_runs(
+    stage: str, preset: str | None = None, root: Path | None = None, finished_only: bool = True,
+    include_studies: bool = False,
+):  # fmt: skip
+    """Runs of ``stage`` (and ``preset``), oldest first by start time; a study's child runs
+    (``<stage>-<preset>-study-…``, see :mod:`aad1lib.study`) only with ``include_studies``."""
     root = Path(root or RUNS_ROOT)
     runs = []
     for path in root.glob(f"{stage}-*"):
@@ -27,6 +31,8 @@ def find_runs(stage: str, preset: str | None = None, root: Path | None = None, f
         if info.get("stage") != stage or (preset is not None and info.get("preset") != preset):
             continue
         if finished_only and not run.finished:
+            continue
+        if not include_studies and str(info.get("name", "")).startswith("study-"):
             continue
         runs.append(run)
     return sorted(runs, key=lambda r: (r.info.get("started", ""), r.path.name))

@@ -8,8 +8,10 @@ Every number of a study traces back to an executed notebook: the child's noteboo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import shutil
 import time
 import traceback
@@ -91,10 +93,11 @@ def run_child(child: Child) -> dict[str, Any]:
         output = child.executed(index)
         start = time.time()
         try:
-            papermill.execute_notebook(
-                str(NOTEBOOKS / f"{step.notebook}.ipynb"), str(output), parameters=step.parameters,
-                cwd=str(NOTEBOOKS), progress_bar=False,
-            )  # fmt: skip
+            with quiet_papermill():
+                papermill.execute_notebook(
+                    str(NOTEBOOKS / f"{step.notebook}.ipynb"), str(output), parameters=step.parameters,
+                    cwd=str(NOTEBOOKS), progress_bar=False,
+                )  # fmt: skip
         except Exception as error:  # papermill raises PapermillExecutionError with the cell's traceback
             failure = dict(step=index, notebook=step.notebook, executed=str(output), error=_short_error(error),
                            failed=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
@@ -114,6 +117,20 @@ def run_child(child: Child) -> dict[str, Any]:
     return result
 
 
+@contextlib.contextmanager
+def quiet_papermill():
+    """papermill warns about every parameter annotation it cannot parse (``int | None``) and every name it
+    cannot find; our notebooks check their parameters themselves (``check_parameters``) and refuse unknown
+    ones, so those warnings are noise in a sweep's log."""
+    log = logging.getLogger("papermill")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _describe(child: Child) -> dict[str, Any]:
     return dict(name=child.name, labels=child.labels, run_path=child.run_path,
                 steps=[dict(notebook=s.notebook, parameters=s.parameters) for s in child.steps])  # fmt: skip
@@ -126,3 +143,26 @@ def _short_error(error: BaseException) -> str:
         return f"{name}: {getattr(error, 'evalue', '')}"[:500]
     lines = traceback.format_exception_only(type(error), error)
     return lines[-1].strip()[:500]
+
+
+def write_manifest(path: Path, meta: dict[str, Any], children: list[Child]) -> Path:
+    """The study's children (names, labels, notebooks and parameters) + ``meta`` (e.g. seeds), for the report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = dict(meta, children=[_describe(c) for c in children], studies_root=str(path.parent))
+    path.write_text(json.dumps(body, indent=2, default=str))
+    return path
+
+
+def read_manifest(path: Path) -> tuple[dict[str, Any], list[Child]]:
+    body = json.loads(Path(path).read_text())
+    children = [
+        Child(
+            d["name"],
+            tuple(NotebookStep(s["notebook"], s["parameters"]) for s in d["steps"]),
+            labels=d["labels"],
+            run_path=d["run_path"],
+            studies_root=body["studies_root"],
+        )  # fmt: skip
+        for d in body.pop("children")
+    ]
+    return body, children

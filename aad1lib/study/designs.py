@@ -19,6 +19,7 @@ from ..train.run_folder import RUNS_ROOT, RunFolder
 from .children import STUDIES_ROOT, Child, NotebookStep, child_name
 
 AXES = ("disc_attention", "disc_logit", "lam", "r1_sigma")  # always explicit in a child's parameters
+CHILD_PREFIX = "study"  # run folders stage3-<preset>-study-…: "latest" never picks a study's child
 WARMUP_LABELS = {"stage2": "Stage II (DMD warm-up)", "stage1": "Stage I (no warm-up)"}
 
 
@@ -49,7 +50,7 @@ def stage3_child(
     evaluation = dict(num_clips=num_clips, long_video_factor=long_video_factor)
     identity = dict(preset=preset, init=str(init_path), seed=seed, params=params, evaluation=evaluation)
     readable = f"{params['disc_attention'][:5]}-{params['disc_logit']}-lam{params['lam']:g}-seed{seed}"
-    name = child_name(f"s3{init_run.info['stage'][-1]}", readable, identity)
+    name = child_name(f"{CHILD_PREFIX}-s3from{init_run.info['stage'][-1]}", readable, identity)
     run_path = Path(runs_root or RUNS_ROOT) / f"stage3-{preset}-{name}"
     train = NotebookStep("03_adversarial", dict(preset=preset, init_from=str(init_path), run_name=name, seed=seed,
                                                 **params))  # fmt: skip
