@@ -50,6 +50,13 @@ def compare(a: Stat, b: Stat, lower_is_better: bool) -> str:
     return "overlap"
 
 
+def decide(supports: bool, contradicts: bool) -> str:
+    """The outcome from whether the numbers support the claim (checked first) or contradict it."""
+    if supports:
+        return "reproduced"
+    return "not reproduced" if contradicts else "inconclusive"
+
+
 def collapse_state(ratio: Stat, diverged: int, seeds: int) -> str:
     """``collapsed`` (interval below the threshold, or most seeds diverged), ``moving`` (interval above), or
     ``unclear``."""
@@ -103,12 +110,7 @@ def causal_frame_collapses(frame: pd.DataFrame | None) -> Verdict:
     cf_state, bv_state = collapse_state(cf_ratio, cf_div, cf_n), collapse_state(bv_ratio, bv_div, bv_n)
     evidence = (f"Motion ratio (generated / true motion, collapse < {COLLAPSE_RATIO}): causal + frame "
                 f"{fmt(cf_ratio)} ({cf_state}), bidirectional + video {fmt(bv_ratio)} ({bv_state}).")  # fmt: skip
-    if cf_state == "collapsed" and bv_state == "moving":
-        outcome = "reproduced"
-    elif cf_state == "moving":
-        outcome = "not reproduced"
-    else:
-        outcome = "inconclusive"
+    outcome = decide(cf_state == "collapsed" and bv_state == "moving", cf_state == "moving")
     return Verdict(claim, outcome, evidence)
 
 
@@ -126,12 +128,8 @@ def bidirectional_video_drifts_least(frame: pd.DataFrame | None) -> Verdict:
     lowest = min(cells, key=lambda k: cells[k][0])
     evidence = "Drift ↓: " + ", ".join(f"{k} {fmt(v)}" for k, v in cells.items()) + "."
     versus = [compare(ours, other, lower_is_better=True) for other in others.values()]
-    if all(v == "better" for v in versus):
-        outcome = "reproduced"
-    elif any(v == "worse" for v in versus):
-        outcome = "not reproduced"
-    else:
-        outcome = "inconclusive"
+    outcome = decide(all(v == "better" for v in versus), any(v == "worse" for v in versus))
+    if outcome == "inconclusive":
         evidence += f" Lowest mean: {lowest}; the intervals do not separate it from the others."
     return Verdict(claim, outcome, evidence)
 
@@ -234,12 +232,8 @@ def warmup_quality(frame: pd.DataFrame | None) -> Verdict:
         verdicts.append(compare(a, b, lower_is_better=lower is not False))
     cold_div = int(cold["diverged"].sum())
     evidence = "; ".join(parts) + f"; diverged without warm-up: {cold_div}/{len(cold)}."
-    if cold_div * 2 >= len(cold) or ("worse" in verdicts and "better" not in verdicts):
-        outcome = "reproduced"
-    elif "better" in verdicts and "worse" not in verdicts:
-        outcome = "not reproduced"
-    else:
-        outcome = "inconclusive"
+    worse, better = "worse" in verdicts, "better" in verdicts
+    outcome = decide(cold_div * 2 >= len(cold) or (worse and not better), better and not worse)
     return Verdict(claim, outcome, evidence)
 
 
@@ -253,13 +247,7 @@ def warmup_stability(frame: pd.DataFrame | None) -> Verdict:
     evidence = (f"Std of the generator's gradient norm over training: no warm-up {fmt(a)} vs warm-up {fmt(b)}; "
                 f"diverged: {cold_div}/{len(cold)} vs {warm_div}/{len(warm)}.")  # fmt: skip
     versus = compare(a, b, lower_is_better=True)
-    if cold_div > warm_div or versus == "worse":
-        outcome = "reproduced"
-    elif versus == "better":
-        outcome = "not reproduced"
-    else:
-        outcome = "inconclusive"
-    return Verdict(claim, outcome, evidence)
+    return Verdict(claim, decide(cold_div > warm_div or versus == "worse", versus == "better"), evidence)
 
 
 # ---- main table (one seed: means only, said so) -------------------------------------------------------

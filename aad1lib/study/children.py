@@ -30,8 +30,16 @@ class ChildFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class NotebookStep:
-    notebook: str  # name under notebooks/, e.g. "03_adversarial"
+    notebook: str  # name under notebooks/, e.g. "03_adversarial" (or a path to an .ipynb)
     parameters: dict[str, Any]
+
+    @property
+    def source(self) -> Path:
+        return Path(self.notebook) if self.notebook.endswith(".ipynb") else NOTEBOOKS / f"{self.notebook}.ipynb"
+
+    @property
+    def stem(self) -> str:
+        return self.source.stem
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class Child:
         return (self.folder / "done.json").exists()
 
     def executed(self, index: int) -> Path:
-        return self.folder / f"{index:02d}_{self.steps[index].notebook}.ipynb"
+        return self.folder / f"{index:02d}_{self.steps[index].stem}.ipynb"
 
     def status(self) -> dict[str, Any]:
         """``{"state": "done" | "failed" | "pending", ...}`` read from the child's folder."""
@@ -88,24 +96,24 @@ def run_child(child: Child) -> dict[str, Any]:
     for index, step in enumerate(child.steps):
         marker = folder / f"{index:02d}.done.json"
         if marker.exists():
-            seconds[step.notebook] = json.loads(marker.read_text())["seconds"]
+            seconds[step.stem] = json.loads(marker.read_text())["seconds"]
             continue
         output = child.executed(index)
         start = time.time()
         try:
             with quiet_papermill():
                 papermill.execute_notebook(
-                    str(NOTEBOOKS / f"{step.notebook}.ipynb"), str(output), parameters=step.parameters,
+                    str(step.source), str(output), parameters=step.parameters,
                     cwd=str(NOTEBOOKS), progress_bar=False,
                 )  # fmt: skip
         except Exception as error:  # papermill raises PapermillExecutionError with the cell's traceback
-            failure = dict(step=index, notebook=step.notebook, executed=str(output), error=_short_error(error),
+            failure = dict(step=index, notebook=step.stem, executed=str(output), error=_short_error(error),
                            failed=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
             (folder / "failed.json").write_text(json.dumps(failure, indent=2))
-            message = f"child {child.name}: {step.notebook} failed ({failure['error']}); see {output}"
+            message = f"child {child.name}: {step.stem} failed ({failure['error']}); see {output}"
             raise ChildFailed(message) from None
-        seconds[step.notebook] = time.time() - start
-        marker.write_text(json.dumps({"seconds": seconds[step.notebook]}))
+        seconds[step.stem] = time.time() - start
+        marker.write_text(json.dumps({"seconds": seconds[step.stem]}))
     if child.run_path and Path(child.run_path).exists():  # every number traces back to a notebook in its run
         copies = Path(child.run_path) / "notebooks"
         copies.mkdir(exist_ok=True)

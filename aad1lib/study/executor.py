@@ -123,16 +123,33 @@ def _run_submitit(todo, executor, max_parallel, slurm, report, bar) -> None:
     while queue or running:
         while queue and len(running) < limit:
             child = queue.pop(0)
-            running.append((child, submitter.submit(run_child, child)))
+            running.append((child, submitter.submit(run_child_reporting, child)))
         # the debug executor runs a job when its result is asked for: wait on the oldest job
         child, job = running[0] if cluster == "debug" else _first_done(running)
         running.remove((child, job))
         try:
-            job.result()
+            outcome = job.result()
+        except Exception as error:  # the job itself failed (killed, timed out, could not start)
+            outcome = {"failed": f"job {job.job_id}: {_last_line(error)}"}
+        if "failed" in outcome:
+            report.failed[child.name] = outcome["failed"]
+        else:
             report.ran.append(child.name)
-        except Exception as error:  # submitit re-raises the child's error (or the job's failure)
-            report.failed[child.name] = f"{str(error).strip().splitlines()[-1] if str(error).strip() else error!r}"
         bar.update()
+
+
+def run_child_reporting(child: Child) -> dict:
+    """What a submitit job runs: a failed child is a result, not an exception (submitit's debug executor
+    would open pdb on one, and a sweep must go on)."""
+    try:
+        return run_child(child)
+    except Exception as error:
+        return {"failed": _last_line(error)}
+
+
+def _last_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else repr(error)
 
 
 def _first_done(running):

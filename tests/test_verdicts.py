@@ -1,0 +1,138 @@
+"""The report's verdicts follow from the numbers: the same claim flips when the data flips, and overlapping
+intervals (or a single seed) never count as a finding."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from aad1lib.report import verdicts as V
+from aad1lib.study.results import cell_stats, mean_ci
+
+MR, DRIFT, GRID, IQ = (
+    "Motion Ratio (DIS)",
+    "Drift (SharpNoise)",
+    "Grid Artefacts (blockiness /4px)",
+    "Imaging Quality (SharpNoise)",
+)  # noqa: E501
+
+
+def rows(labels: dict, **metrics):
+    """One finished child per seed: ``metrics`` name -> per-seed values."""
+    seeds = len(next(iter(metrics.values())))
+    out = []
+    for i in range(seeds):
+        row = dict(labels, seed=i, child=f"c{len(labels)}-{i}", state="done", diverged=False, error=None, run="r")
+        row.update({name: values[i] for name, values in metrics.items()})
+        out.append(row)
+    return out
+
+
+def sweep(lam_metrics: dict[float, dict]) -> pd.DataFrame:
+    return pd.DataFrame([r for lam, m in lam_metrics.items() for r in rows({"λ": lam, "σ": 0.01}, **m)])
+
+
+MOVING = dict(**{MR: [0.98, 1.02, 1.0], DRIFT: [0.05, 0.06, 0.055], GRID: [1.02, 1.03, 1.01], IQ: [0.5, 0.51, 0.52]})
+STATIC = dict(**{MR: [0.1, 0.12, 0.08], DRIFT: [0.01, 0.01, 0.01], GRID: [1.0, 1.0, 1.0], IQ: [0.6, 0.6, 0.6]})
+
+
+def test_mean_ci_is_student_t():
+    mean, half, n = mean_ci([1.0, 2.0, 3.0])
+    assert (mean, n) == (2.0, 3) and half == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
+    assert math.isnan(mean_ci([2.0])[1]) and mean_ci([])[2] == 0
+
+
+def test_lambda_zero_verdict_changes_with_the_data():
+    collapsed = sweep({0.0: STATIC, 20.0: MOVING})
+    assert V.lambda_zero_collapses(collapsed).outcome == "reproduced"
+    stable = sweep({0.0: MOVING, 20.0: MOVING})
+    assert V.lambda_zero_collapses(stable).outcome == "not reproduced"
+    diverged = sweep({0.0: MOVING, 20.0: MOVING})
+    diverged.loc[diverged["λ"] == 0.0, ["state", "diverged"]] = ["failed", True]
+    assert V.lambda_zero_collapses(diverged).outcome == "reproduced"
+    assert V.lambda_zero_collapses(None).outcome == "not run"
+
+
+def test_grid_artefact_verdict_needs_separated_intervals():
+    gridded = dict(MOVING, **{GRID: [1.5, 1.6, 1.55]})
+    assert V.lambda_large_grid_artefacts(sweep({20.0: MOVING, 50.0: gridded})).outcome == "reproduced"
+    assert V.lambda_large_grid_artefacts(sweep({20.0: gridded, 50.0: MOVING})).outcome == "not reproduced"
+    noisy = dict(MOVING, **{GRID: [1.0, 1.1, 1.05]})
+    assert V.lambda_large_grid_artefacts(sweep({20.0: MOVING, 50.0: noisy})).outcome == "inconclusive"
+
+
+def test_lambda_twenty_best_by_rank_and_separation():
+    worse = dict(**{MR: [0.7, 0.72, 0.71], DRIFT: [0.2, 0.21, 0.22], GRID: [1.3, 1.31, 1.29], IQ: [0.4, 0.41, 0.4]})
+    best = V.lambda_twenty_best(sweep({0.0: STATIC, 5.0: worse, 20.0: MOVING, 50.0: worse}))
+    assert best.outcome == "reproduced", best.evidence
+    assert V.lambda_twenty_best(sweep({5.0: MOVING, 20.0: worse})).outcome == "not reproduced"
+    assert V.lambda_twenty_best(sweep({5.0: MOVING, 20.0: MOVING})).outcome == "inconclusive"
+
+
+def ablation(cells: dict[tuple[str, str], dict]) -> pd.DataFrame:
+    return pd.DataFrame([r for (a, lg), m in cells.items() for r in rows({"D attention": a, "D logit": lg}, **m)])
+
+
+def test_causal_frame_collapse_verdict_changes_with_the_data():
+    others = {("bidirectional", "video"): MOVING, ("bidirectional", "frame"): MOVING, ("causal", "video"): MOVING}
+    assert V.causal_frame_collapses(ablation({**others, ("causal", "frame"): STATIC})).outcome == "reproduced"
+    assert V.causal_frame_collapses(ablation({**others, ("causal", "frame"): MOVING})).outcome == "not reproduced"
+    first_seed = {k: {n: v[:1] for n, v in m.items()} for k, m in {**others, ("causal", "frame"): MOVING}.items()}
+    one_seed = ablation(first_seed)
+    assert V.causal_frame_collapses(one_seed).outcome == "not reproduced"  # a single seed still shows motion
+    borderline = dict(MOVING, **{MR: [0.2, 0.9, 0.5]})  # the interval straddles the threshold
+    assert V.causal_frame_collapses(ablation({**others, ("causal", "frame"): borderline})).outcome == "inconclusive"
+
+
+def test_least_drift_verdict():
+    drifty = dict(MOVING, **{DRIFT: [0.3, 0.31, 0.32]})
+    cells = {("bidirectional", "frame"): drifty, ("causal", "video"): drifty, ("causal", "frame"): drifty}
+    assert V.bidirectional_video_drifts_least(ablation({("bidirectional", "video"): MOVING, **cells})).outcome == (
+        "reproduced"
+    )
+    assert V.bidirectional_video_drifts_least(ablation({("bidirectional", "video"): drifty, **{
+        k: MOVING for k in cells}})).outcome == "not reproduced"  # fmt: skip
+    same = {k: MOVING for k in cells}
+    assert V.bidirectional_video_drifts_least(ablation({("bidirectional", "video"): MOVING, **same})).outcome == (
+        "inconclusive"
+    )
+
+
+def warmup(cold: dict, warm: dict = MOVING) -> pd.DataFrame:
+    return pd.DataFrame(rows({"init": V.COLD}, **cold) + rows({"init": V.WARM}, **warm))
+
+
+def test_warmup_verdicts_change_with_the_data():
+    degraded = dict(MOVING, **{DRIFT: [0.3, 0.32, 0.31], "G grad-norm std": [2.0, 2.2, 2.1]})
+    steady = dict(MOVING, **{"G grad-norm std": [0.1, 0.11, 0.12]})
+    assert V.warmup_quality(warmup(degraded, steady)).outcome == "reproduced"
+    assert V.warmup_stability(warmup(degraded, steady)).outcome == "reproduced"
+    assert V.warmup_quality(warmup(steady, degraded)).outcome == "not reproduced"
+    assert V.warmup_stability(warmup(steady, degraded)).outcome == "not reproduced"
+    assert V.warmup_quality(warmup(steady, steady)).outcome == "inconclusive"
+
+
+def _summary(stage, steps, method, drift, ratio):
+    return dict(stage=stage, steps_per_chunk=steps, method=method, drift=dict(applicable=True, value=drift),
+                metrics={"Motion Ratio (DIS)": ratio})  # fmt: skip
+
+
+def _speed(t1, t4):
+    row = dict(kind="causal", skipped=None, length=1)
+    return {"rows": [dict(row, nfe_per_chunk=1, per_chunk_ms=t1), dict(row, nfe_per_chunk=4, per_chunk_ms=t4)]}
+
+
+def test_main_table_verdicts_follow_the_summaries():
+    base = [_summary("stage2", 4, "SF", 0.10, 0.8), _summary("stage2", 1, "II", 0.06, 0.9)]
+    good = V.main_table_verdicts([*base, _summary("stage3", 1, "III", 0.05, 0.97)], _speed(10.0, 25.0))
+    assert [v.outcome for v in good] == ["reproduced", "reproduced", "reproduced"]
+    bad = V.main_table_verdicts([*base, _summary("stage3", 1, "III", 0.2, 0.5)], _speed(10.0, 12.0))
+    assert [v.outcome for v in bad] == ["not reproduced", "not reproduced", "not reproduced"]
+
+
+def test_cell_stats_counts_failures_and_keeps_run_names():
+    frame = sweep({0.0: MOVING})
+    frame.loc[0, "state"] = "failed"
+    stats = cell_stats(frame, ["λ"], [MR])
+    assert stats.loc[0, "n"] == 2 and stats.loc[0, "failed"] == 1 and len(stats.loc[0, "runs"]) == 3
+    assert stats.loc[0, MR] == pytest.approx(1.01)
