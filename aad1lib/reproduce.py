@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 RUNS = ROOT / "experiments" / "runs"
 REPORTS = ROOT / "reports"
+# Stage III generator updates per study run (10 D-only + 30 with G on demo: ~2.5 min each, 16 runs): the main
+# run uses the preset's 100; the studies trade length for seeds and cells on 2 CPU cores
+STUDY_STEPS = 40
 
 
 @dataclass
@@ -72,12 +75,13 @@ def pipeline(preset: str) -> list[Step]:
     ]  # fmt: skip
 
 
-def study_steps(preset: str, seeds: list[int]) -> list[Step]:
+def study_steps(preset: str, seeds: list[int], steps: int | None = STUDY_STEPS) -> list[Step]:
     stage2 = run_path("stage2", preset)
     return [
         Step("04_discriminator_ablation", "04_discriminator_ablation",
-             "study: D attention × logit (+ DMD warm-up ablation)", dict(init_from=stage2, seeds=seeds)),
-        Step("05_lambda_sweep", "05_lambda_sweep", "study: λ of R1/R2", dict(init_from=stage2, seeds=seeds)),
+             "study: D attention × logit (+ DMD warm-up ablation)", dict(init_from=stage2, seeds=seeds, steps=steps)),
+        Step("05_lambda_sweep", "05_lambda_sweep", "study: λ of R1/R2", dict(init_from=stage2, seeds=seeds,
+                                                                          steps=steps)),
         report_step(preset, key="07_report_with_studies"),
     ]  # fmt: skip
 

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..study.children import STUDIES_ROOT, read_manifest
+from ..study.children import ROOT, STUDIES_ROOT, read_manifest
 from ..study.results import DRIFT, GRID, MOTION_RATIO, QUALITY, cell_stats, collect, column, markdown_cells
 from ..train.run_folder import git_commit
 from . import verdicts as V
 
+REPORTS_ROOT = ROOT / "experiments" / "reports"  # 07_report's default output (git-ignored; reports/ is committed)
 STUDY_NAMES = ("discriminator_ablation", "warmup_ablation", "lambda_sweep")
 STUDY_METRICS = (MOTION_RATIO, DRIFT, GRID, QUALITY, "D gap", "G grad-norm std")
 
