@@ -3,6 +3,7 @@ skipped on a re-run, submitit's executors run the same children, and a configura
 one child."""
 
 import json
+import os
 
 import nbformat
 import pytest
@@ -70,6 +71,23 @@ def test_submitit_executors_run_children_and_report_failures(probe_notebook, tmp
     assert list(report.failed) == ["child-1"] and "broke on purpose" in report.failed["child-1"]
     assert _executions(log) == [0, 1, 2]
     assert children[2].status()["state"] == "done"
+
+
+def test_slurm_jobs_carry_the_requested_resources(tmp_path, monkeypatch):
+    """No cluster here: a stand-in ``srun`` lets submitit build the sbatch script it would submit."""
+    from aad1lib.study.executor import SlurmOptions, make_submitter
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    options = SlurmOptions(partition="gpu", gpus_per_node=8, cpus_per_task=32, timeout_min=120, mem_gb=400,
+                           additional={"account": "video"})  # fmt: skip
+    script = make_submitter("slurm", tmp_path / "submitit", options)._executor._make_submission_file_text("x", "u")
+    for line in ["--partition=gpu", "--gpus-per-node=8", "--cpus-per-task=32", "--time=120", "--mem=400GB",
+                 "--account=video"]:  # fmt: skip
+        assert f"#SBATCH {line}" in script
 
 
 def test_unknown_executor_and_duplicate_children_are_rejected_before_any_work(probe_notebook, tmp_path):

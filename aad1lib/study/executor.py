@@ -109,15 +109,20 @@ def run_children(
     return report
 
 
-def _run_submitit(todo, executor, max_parallel, slurm, report, bar) -> None:
+def make_submitter(executor: str, folder: Path, slurm: SlurmOptions):
+    """submitit's AutoExecutor for ``executor`` with the child jobs' resources (logs under ``folder``/<job id>)."""
     import submitit
 
+    submitter = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster=SUBMITIT_CLUSTERS[executor])
+    submitter.update_parameters(name="aad1-study", **slurm.parameters())
+    return submitter
+
+
+def _run_submitit(todo, executor, max_parallel, slurm, report, bar) -> None:
     if not todo:
         return
     cluster = SUBMITIT_CLUSTERS[executor]
-    folder = Path(todo[0].studies_root) / "submitit" / "%j"
-    submitter = submitit.AutoExecutor(folder=folder, cluster=cluster)
-    submitter.update_parameters(name="aad1-study", **slurm.parameters())
+    submitter = make_submitter(executor, Path(todo[0].studies_root) / "submitit", slurm)
     limit = max_parallel or (len(todo) if cluster == "slurm" else 1)
     queue, running = list(todo), []
     while queue or running:
