@@ -32,6 +32,7 @@ class ReportInputs:
     summaries: list[dict]  # the main table's runs, in order
     missing_runs: list[str]
     speed: dict | None
+    speed_run: str | None = None  # the run folder whose speed.json it is
     studies: dict[str, pd.DataFrame] = field(default_factory=dict)  # study -> one row per child
     study_meta: dict[str, dict] = field(default_factory=dict)
 
@@ -59,13 +60,13 @@ def load_inputs(preset: str, main_runs: list[str], studies_root: Path | None = N
             summaries.append(json.loads(path.read_text()))
         else:
             missing.append(f"{spec} (not evaluated: run 06_evaluate on it)")
-    speed = None
+    speed, speed_run = None, None
     for summary in reversed(summaries):
         path = Path(summary["run_path"]) / "speed.json"
         if summary["kind"] == "causal" and path.exists():
-            speed = json.loads(path.read_text())
+            speed, speed_run = json.loads(path.read_text()), summary["run"]
             break
-    inputs = ReportInputs(preset, summaries, missing, speed)
+    inputs = ReportInputs(preset, summaries, missing, speed, speed_run)
     root = Path(studies_root or STUDIES_ROOT)
     for name in STUDY_NAMES:
         manifest = root / f"{name}-{preset}.json"
@@ -200,6 +201,8 @@ def header(inputs: ReportInputs) -> str:
         f"| machine | {machine} |",
         f"| rendered | {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} |",
         f"| commit | `{git_commit()}` |",
+        f"| made by | `make reproduce && make study` (demo) or `papermill notebooks/07_report.ipynb out.ipynb "
+        f"--cwd notebooks -p preset {inputs.preset}` |",
         "",
         "Every number below was computed from the runs named next to it (`experiments/runs/<run>/summary.json`, "
         "made by the executed notebooks in each run folder); the verdicts are computed from those numbers "
@@ -270,7 +273,8 @@ def build_report(preset: str, main_runs: list[str], studies_root: Path | None = 
         main += ["", "Missing rows:", "", *[f"- `{r}`" for r in inputs.missing_runs]]
     sections["main"] = "\n".join(main)
     if inputs.speed:
-        sections["speed"] = "## Speed\n\n" + format_speed_table(inputs.speed)
+        sections["speed"] = (f"## Speed\n\nFrom `{inputs.speed_run}/speed.json` (06_evaluate; the models of the main "
+                             f"table's runs).\n\n" + format_speed_table(inputs.speed))  # fmt: skip
 
     # the studies
     if "discriminator_ablation" in inputs.studies:
