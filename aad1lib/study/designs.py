@@ -52,8 +52,9 @@ def stage3_child(
     readable = f"{params['disc_attention'][:5]}-{params['disc_logit']}-lam{params['lam']:g}-seed{seed}"
     name = child_name(f"{CHILD_PREFIX}-s3from{init_run.info['stage'][-1]}", readable, identity)
     run_path = Path(runs_root or RUNS_ROOT) / f"stage3-{preset}-{name}"
-    train = NotebookStep("03_adversarial", dict(preset=preset, init_from=str(init_path), run_name=name, seed=seed,
-                                                **params))  # fmt: skip
+    train = NotebookStep(
+        "03_adversarial", dict(preset=preset, init_from=str(init_path), run_name=name, seed=seed, log_every=1, **params)
+    )  # fmt: skip  (every update: stability)
     evaluate = NotebookStep("06_evaluate", dict(preset=preset, runs=[str(run_path)], speed_lengths=[],
                                                 overwrite=True, **evaluation))  # fmt: skip
     return Child(name, (train, evaluate), labels=dict(labels, seed=seed), run_path=str(run_path),
