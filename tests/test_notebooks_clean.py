@@ -39,3 +39,15 @@ def test_output_check_detects_an_executed_cell(tmp_path):
     path = tmp_path / "x.ipynb"
     path.write_text(json.dumps(nb))
     assert notebook_outputs(path) == [1]
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_committed_notebook_is_what_the_nbstripout_filter_stores(path):
+    """Otherwise every clone with the filter sees the notebook as modified, and each `git status` re-runs the
+    filter (slow enough to time out the commit lookup of run folders and reports)."""
+    import subprocess
+    import sys
+
+    stripped = subprocess.run([sys.executable, "-m", "nbstripout", "-t"], input=path.read_text(), text=True,
+                              capture_output=True, check=True).stdout  # fmt: skip
+    assert stripped == path.read_text(), f"{path.name}: run `nbstripout notebooks/*.ipynb` before committing"

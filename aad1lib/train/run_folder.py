@@ -30,20 +30,21 @@ _PACKAGES = ("torch", "diffusers", "accelerate", "transformers", "numpy", "aad1"
 
 
 def git_commit() -> str | None:
+    """HEAD's hash, ``+dirty`` when tracked files changed; the hash alone when ``git status`` is too slow (it
+    runs the notebooks' clean filter on every changed notebook) — never None just because status timed out."""
+    here = Path(__file__).parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else None
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
+    if out.returncode != 0:
+        return None
+    try:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=30)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return out.stdout.strip() + "+dirty-unchecked"
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def package_versions() -> dict[str, str]:
