@@ -70,7 +70,7 @@ def pipeline(preset: str) -> list[Step]:
         Step("03_adversarial", "03_adversarial", "Stage III: asymmetric adversarial distillation",
              dict(run_name="reproduce", init_from=stage2)),
         Step("06_evaluate", "06_evaluate", "evaluation: VBench-I2V-style metrics, Drift, speed",
-             dict(runs=main_runs(preset), num_clips=eval_clips(preset), overwrite=True)),
+             dict(runs=main_runs(preset), num_clips=eval_clips(preset), overwrite=True, teacher_max_length=4)),
         report_step(preset),
     ]  # fmt: skip
 
