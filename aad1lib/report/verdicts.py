@@ -277,14 +277,18 @@ def main_table_verdicts(summaries: list[dict], speed: dict | None) -> list[Verdi
         out.append(Verdict(claim, outcome, f"Motion ratio {r2:.3f} → {r3:.3f}, Drift {d2:.3f} → {d3:.3f} "
                                            "(one seed, no interval)."))  # fmt: skip
     claim = f"1 NFE streams {PAPER_SPEEDUP:.2f}× faster than 4 NFE (paper: 14.33 vs 5.71 FPS)."
-    ratio = _speedup(speed)
-    if ratio is None:
+    ratios = _speedups(speed)
+    if not ratios:
         out.append(_not_run(claim, "speed benchmark"))
-    else:
-        limit = 2.5
+    else:  # judged at the longest length: steady-state streaming, as the paper's FPS; shorter ones listed
+        longest = max(ratios)
+        ratio = ratios[longest]
         outcome = "reproduced" if abs(ratio - PAPER_SPEEDUP) / PAPER_SPEEDUP <= 0.15 else "not reproduced"
-        out.append(Verdict(claim, outcome, f"Measured {ratio:.2f}× at the training length on this machine "
-                                           f"(pass-count limit {limit:.2f}×; within 15 % counts)."))  # fmt: skip
+        listed = ", ".join(f"{r:.2f}× at {n}×" for n, r in ratios.items())
+        evidence = (f"Measured 4-NFE / 1-NFE per-chunk latency: {listed} the training length (judged at "
+                    f"{longest}×, steady-state streaming; within 15 % of the paper counts; pass-count limit 2.50×; "
+                    "CPU timings, median of 2).")  # fmt: skip
+        out.append(Verdict(claim, outcome, evidence))
     return out
 
 
@@ -292,12 +296,13 @@ def _ratio(summary: dict) -> float:
     return next(v for k, v in summary["metrics"].items() if k.startswith(MOTION_RATIO))
 
 
-def _speedup(speed: dict | None) -> float | None:
-    """4-NFE / 1-NFE per-chunk latency at the shortest measured length, from speed.json."""
+def _speedups(speed: dict | None) -> dict[int, float]:
+    """{length: 4-NFE / 1-NFE per-chunk latency} from speed.json (causal rows measured at both step counts)."""
     rows = [r for r in (speed or {}).get("rows", []) if r["kind"] == "causal" and not r.get("skipped")]
-    if not rows:
-        return None
-    length = min(r["length"] for r in rows)
-    one = [r["per_chunk_ms"] for r in rows if r["length"] == length and r["nfe_per_chunk"] == 1]
-    four = [r["per_chunk_ms"] for r in rows if r["length"] == length and r["nfe_per_chunk"] == 4]
-    return four[0] / one[0] if one and four else None
+    out = {}
+    for length in sorted({r["length"] for r in rows}):
+        one = [r["per_chunk_ms"] for r in rows if r["length"] == length and r["nfe_per_chunk"] == 1]
+        four = [r["per_chunk_ms"] for r in rows if r["length"] == length and r["nfe_per_chunk"] == 4]
+        if one and four:
+            out[length] = four[0] / one[0]
+    return out
