@@ -169,7 +169,7 @@ def test_training_rollout_keeps_gradients_through_current_chunk_only(model):
     first = x[:, :, :3].clone().requires_grad_(True)
     model(first[:, :, :1], t, text, chunk_layout=layout, kv_cache=cache, update_cache=True)
     model(first[:, :, 1:3], t, text, chunk_layout=layout, kv_cache=cache, frame_offset=1, update_cache=True)
-    assert all(k is not None and not k.requires_grad for k in cache.keys)
+    assert all(segments and not any(k.requires_grad for k in segments) for segments in cache.keys)
     current = x[:, :, 3:5].clone().requires_grad_(True)
     out = model(current, t, text, chunk_layout=layout, kv_cache=cache, frame_offset=3).sample
     out.square().mean().backward()
@@ -231,3 +231,58 @@ def test_flex_attention_backend_matches_sdpa_block_causal_forward(model, tiny_wa
     other(x_grad, t, text, chunk_layout=layout).sample.sum().backward()
     assert x_grad.grad is not None
     assert (flex - sdpa).abs().max() <= 1e-5
+
+
+def _rollout_grads(model, layout, x, t, text):
+    """Stream ``x`` chunk by chunk keeping every chunk's graph, backward once; returns the gradients."""
+    model.zero_grad(set_to_none=True)
+    cache = model.new_kv_cache(layout, detach=True)
+    outs, offset = [], 0
+    for size in [layout.context_frames] + [layout.frames_per_chunk] * ((x.shape[2] - 1) // layout.frames_per_chunk):
+        chunk = x[:, :, offset : offset + size]
+        outs.append(model(chunk, t, text, chunk_layout=layout, kv_cache=cache, frame_offset=offset).sample)
+        with torch.no_grad():
+            model(chunk, t, text, chunk_layout=layout, kv_cache=cache, frame_offset=offset, update_cache=True)
+        offset += size
+    torch.cat(outs, dim=2).square().mean().backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_gradient_checkpointing_recomputes_each_chunk_with_its_own_attention_state(model):
+    # The processors' state has moved on to later chunks when backward recomputes chunk 1: the recompute must
+    # see chunk 1's cache and mask again, or its gradients differ.
+    layout = ChunkLayout(frames_per_chunk=2, context_frames=1, sink_frames=1, window_frames=3)
+    x, t, text = _inputs(frames=7)
+    model.train()
+    plain = _rollout_grads(model, layout, x, t, text)
+    model.enable_gradient_checkpointing()
+    checkpointed = _rollout_grads(model, layout, x, t, text)
+    assert plain.keys() == checkpointed.keys() and len(plain) > 10
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-6, msg=name)
+    # and the block-causal (whole clip) forward under checkpointing equals the plain one
+    with torch.no_grad():
+        full = model(x, t, text, chunk_layout=layout).sample
+    model.disable_gradient_checkpointing()
+    with torch.no_grad():
+        assert torch.equal(model(x, t, text, chunk_layout=layout).sample, full)
+
+
+def test_cached_segments_are_shared_by_later_chunks_not_copied(model):
+    # Each chunk's attention reads the cache's own tensors (views), so graphs of later chunks hold no copies.
+    layout = ChunkLayout(frames_per_chunk=2, context_frames=1, sink_frames=1, window_frames=5)
+    x, t, text = _inputs(frames=9)
+    cache = model.new_kv_cache(layout)
+    pointers = []
+    with torch.no_grad():
+        for offset, size in [(0, 1), (1, 2), (3, 2), (5, 2), (7, 2)]:
+            model(x[:, :, offset : offset + size], t, text, chunk_layout=layout, kv_cache=cache, frame_offset=offset,
+                  update_cache=True)  # fmt: skip
+            first_frames = [int(f[0]) for f in cache.segment_frames]
+            pointers.append(
+                {f: k.untyped_storage().data_ptr() for f, k in zip(first_frames, cache.keys[0], strict=True)}
+            )
+    assert len({p[0] for p in pointers}) == 1  # the sink (context) segment: one storage from first to last write
+    assert pointers[2][3] == pointers[3][3]  # frames 3-4, still cached one write later, not re-copied
+    assert pointers[3][5] == pointers[4][5]
+    assert cache.cached_frames == [0, 5, 6, 7, 8]

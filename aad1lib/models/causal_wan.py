@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,26 +35,22 @@ from .kv_cache import KVCache
 _WAN_CLASS_NAMES = ("WanTransformer3DModel", "CausalWanTransformer3DModel")
 
 
-class AttentionContext(tuple):
-    """``(freqs_cos, freqs_sin)`` plus what self-attention needs for this call.
+@dataclass
+class BlockCausalState:
+    """What self-attention needs for one block-causal / streaming call, held by the processors.
 
-    A tuple so the stock blocks pass it through untouched as ``rotary_emb``.
+    Processor state, not an argument: the stock blocks pass only ``rotary_emb`` to ``attn1``, and anything
+    riding in it is rebuilt by FSDP2's mixed-precision input cast (``type(x)(generator)``) and cast to bf16
+    (docs/design.md, "FSDP2"). diffusers' own processors keep per-call state the same way. Gradient
+    checkpointing re-installs the state of the call being recomputed (:func:`checkpoint_block`).
     """
 
     mask: torch.Tensor | None  # bool [Sq, Sk] (True = attend); None = full attention or flex
     frame_mask: torch.Tensor | None  # bool [Fq, Fk] frame-level visibility; None = all visible
     token_frame_pos: tuple[torch.Tensor, torch.Tensor] | None  # row/col of each q/k token in frame_mask
     kv_cache: KVCache | None
-    past: list[tuple[torch.Tensor, torch.Tensor] | None] | None  # snapshot of cached K/V per layer
+    past: list[list[tuple[torch.Tensor, torch.Tensor]]] | None  # per layer: the cache's K/V segments (shared)
     update_cache: bool
-
-    _FIELDS = ("mask", "frame_mask", "token_frame_pos", "kv_cache", "past", "update_cache")
-
-    def __new__(cls, freqs_cos, freqs_sin, **fields):
-        obj = super().__new__(cls, (freqs_cos, freqs_sin))
-        for name in cls._FIELDS:
-            setattr(obj, name, fields.get(name))
-        return obj
 
 
 def _apply_rotary_emb(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> torch.Tensor:
@@ -79,6 +76,7 @@ class CausalWanAttnProcessor:
 
     def __init__(self, layer_idx: int):
         self.layer_idx = layer_idx
+        self.state: BlockCausalState | None = None  # set by the model for one call; None = stock attention
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
         # hidden_states: [B, Sq, dim] -> query/key/value: [B, S, heads, head_dim]
@@ -92,14 +90,14 @@ class CausalWanAttnProcessor:
             query = _apply_rotary_emb(query, *rotary_emb)
             key = _apply_rotary_emb(key, *rotary_emb)
 
-        ctx = rotary_emb if isinstance(rotary_emb, AttentionContext) else None
+        ctx = self.state
         if ctx is not None and ctx.kv_cache is not None:
             if ctx.update_cache:
                 ctx.kv_cache.stage(self.layer_idx, key, value)  # keys already roped at absolute frames
             past = ctx.past[self.layer_idx]
-            if past is not None:
-                key = torch.cat([past[0].to(key.dtype), key], dim=1)  # [B, S_cache + Sq, heads, head_dim]
-                value = torch.cat([past[1].to(value.dtype), value], dim=1)
+            if past:  # concatenated here, inside the (recomputed) block: chunks share the cached segments
+                key = torch.cat([*(k.to(key.dtype) for k, _ in past), key], dim=1)  # [B, S_cache + Sq, heads, hd]
+                value = torch.cat([*(v.to(value.dtype) for _, v in past), value], dim=1)
 
         hidden_states = self._attend(query, key, value, ctx)
         hidden_states = hidden_states.flatten(2, 3).type_as(query)
@@ -127,7 +125,7 @@ class CausalWanAttnProcessor:
         return dispatch_attention_fn(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, backend=backend)
 
 
-def _flex_block_causal_attention(query, key, value, ctx: AttentionContext):
+def _flex_block_causal_attention(query, key, value, ctx: BlockCausalState):
     """GPU path: flex attention with a BlockMask built from token->frame ids (no dense [S, S] mask)."""
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
@@ -147,23 +145,17 @@ def _flex_block_causal_attention(query, key, value, ctx: AttentionContext):
 class OffsetWanRotaryPosEmbed(WanRotaryPosEmbed):
     """Wan's 3-D rope with the temporal axis starting at an absolute frame offset.
 
-    At offset 0 it returns the stock embedding; the model also attaches the attention context here.
+    At offset 0 it returns the stock embedding.
     """
 
     def __init__(self, attention_head_dim, patch_size, max_seq_len, theta: float = 10000.0):
         super().__init__(attention_head_dim, patch_size, max_seq_len, theta)
         self.frame_offset = 0
-        self.context_fields: dict | None = None
 
     def forward(self, hidden_states: torch.Tensor):
-        offset = self.frame_offset
-        if offset == 0:
-            freqs_cos, freqs_sin = super().forward(hidden_states)
-        else:
-            freqs_cos, freqs_sin = self._offset_freqs(hidden_states, offset)
-        if self.context_fields is None:
-            return freqs_cos, freqs_sin
-        return AttentionContext(freqs_cos, freqs_sin, **self.context_fields)
+        if self.frame_offset == 0:
+            return super().forward(hidden_states)
+        return self._offset_freqs(hidden_states, self.frame_offset)
 
     def _offset_freqs(self, hidden_states, offset):
         _, _, num_frames, height, width = hidden_states.shape
@@ -275,7 +267,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         # 3. Attention context for this call: block mask and cached keys/values
         rope: OffsetWanRotaryPosEmbed = self.rope
         rope.frame_offset = frame_offset
-        rope.context_fields = None
+        state = None
         if chunk_layout is not None:
             query_frames = torch.arange(frame_offset, frame_offset + num_frames // p_t)
             cached = kv_cache.token_frames if kv_cache is not None else torch.empty(0, dtype=torch.long)
@@ -296,7 +288,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
                 token_pos = (q_pos, k_pos)
                 if self._attention_backend_name() != "flex":  # flex builds a sparse BlockMask instead
                     mask = frame_mask[q_pos][:, k_pos].to(hidden_states.device)  # [Sq, Sk]
-            rope.context_fields = dict(
+            state = BlockCausalState(
                 mask=mask,
                 frame_mask=frame_mask,
                 token_frame_pos=token_pos,
@@ -304,6 +296,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
                 past=[kv_cache.past(i) for i in range(len(self.blocks))] if kv_cache is not None else None,
                 update_cache=update_cache and kv_cache is not None,
             )
+        self._set_block_causal_state(state)
 
         # 4. The stock Wan forward (patchify, conditioning, blocks, unpatchify)
         try:
@@ -321,12 +314,23 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
             raise
         finally:
             rope.frame_offset = 0
-            rope.context_fields = None
+            self._set_block_causal_state(None)
 
         # 5. Commit the written chunk and evict what the next chunk can't see
         if kv_cache is not None and update_cache:
             kv_cache.commit(torch.arange(frame_offset, frame_offset + num_frames // p_t), tokens_per_frame)
         return out
+
+    def _set_block_causal_state(self, state: BlockCausalState | None) -> None:
+        for block in self.blocks:
+            block.attn1.processor.state = state
+
+    def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
+        """diffusers' gradient checkpointing, with each block recomputed under the attention state of the call
+        that ran it (the processors' state has moved on by the time backward recomputes)."""
+        super().enable_gradient_checkpointing(gradient_checkpointing_func)
+        inner = self._gradient_checkpointing_func
+        self._gradient_checkpointing_func = lambda block, *args: checkpoint_block(inner, block, *args)
 
     def _attention_backend_name(self) -> str | None:
         backend = self.blocks[0].attn1.processor._attention_backend
@@ -362,6 +366,22 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
                 f"text embeddings have dim {encoder_hidden_states.shape[-1]}, model expects text_dim={cfg.text_dim}"
             )
         return batch, channels, num_frames, height, width
+
+
+def checkpoint_block(checkpoint_fn, block, *args):
+    """Run ``checkpoint_fn(run, *args)`` (diffusers' checkpointing function) so that ``block`` runs — now and when
+    backward recomputes it — with the block-causal state its processor holds now."""
+    processor = block.attn1.processor
+    state = processor.state
+
+    def run(*inputs):
+        saved, processor.state = processor.state, state
+        try:
+            return block(*inputs)
+        finally:
+            processor.state = saved
+
+    return checkpoint_fn(run, *args)
 
 
 def _check_wan_checkpoint(path, subfolder: str | None) -> None:

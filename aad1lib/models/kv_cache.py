@@ -14,7 +14,12 @@ from .chunking import ChunkLayout
 
 
 class KVCache:
-    """Per-layer self-attention keys/values of finished chunks.
+    """Per-layer self-attention keys/values of finished chunks, one segment per cache write.
+
+    Segments are never concatenated here: attention concatenates them inside the block, so every chunk's
+    graph (and every recompute closure under gradient checkpointing) refers to the SAME cached tensors and
+    the cache is held once, not once per chunk (docs/design.md, "KV cache memory"). Eviction drops
+    segments or narrows them to views.
 
     Args:
         num_layers: transformer blocks of the model that reads/writes the cache.
@@ -26,9 +31,10 @@ class KVCache:
     def __init__(self, num_layers: int, layout: ChunkLayout, detach: bool = True):
         self.layout = layout
         self.detach = detach
-        self.keys: list[torch.Tensor | None] = [None] * num_layers  # [B, S_cache, heads, head_dim]
-        self.values: list[torch.Tensor | None] = [None] * num_layers
-        self.token_frames = torch.empty(0, dtype=torch.long)  # [S_cache] absolute frame of each token
+        # per layer, per segment: [B, S_segment, heads, head_dim] (views of what the model wrote)
+        self.keys: list[list[torch.Tensor]] = [[] for _ in range(num_layers)]
+        self.values: list[list[torch.Tensor]] = [[] for _ in range(num_layers)]
+        self.segment_frames: list[torch.Tensor] = []  # per segment: [S_segment] absolute frame of each token
         self.next_frame = 0  # first frame not yet written
         self._staged: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -37,12 +43,17 @@ class KVCache:
         return len(self.keys)
 
     @property
+    def token_frames(self) -> torch.Tensor:
+        """``[S_cache]`` absolute frame of each cached token, in cache order."""
+        return torch.cat(self.segment_frames) if self.segment_frames else torch.empty(0, dtype=torch.long)
+
+    @property
     def cached_frames(self) -> list[int]:
         return torch.unique(self.token_frames).tolist()
 
-    def past(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        key = self.keys[layer]
-        return None if key is None else (key, self.values[layer])
+    def past(self, layer: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """This layer's cached ``(key, value)`` segments, oldest first (a new list of the same tensors)."""
+        return list(zip(self.keys[layer], self.values[layer], strict=True))
 
     def stage(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
         """Hold this layer's new keys/values until :meth:`commit` (called once all layers ran)."""
@@ -51,30 +62,53 @@ class KVCache:
         self._staged[layer] = (key, value)
 
     def commit(self, frames: torch.Tensor, tokens_per_frame: int) -> None:
-        """Append the staged chunk (absolute ``frames``) and evict what the next chunk can't see."""
+        """Append the staged chunk (absolute ``frames``) as a segment and evict what the next chunk can't see."""
         if len(self._staged) != self.num_layers:
             raise RuntimeError(f"cache write saw {len(self._staged)} of {self.num_layers} layers")
-        new_frames = frames.repeat_interleave(tokens_per_frame)
-        all_frames = torch.cat([self.token_frames, new_frames])
-        self.next_frame = int(frames.max()) + 1
-        query = torch.tensor([self.next_frame])
-        keep = self.layout.visible(query, all_frames)[0]
-        keep_idx = keep.nonzero().squeeze(1)
-        prune = not bool(keep.all())
         for layer, (key, value) in self._staged.items():
-            if self.keys[layer] is not None:
-                key = torch.cat([self.keys[layer], key], dim=1)
-                value = torch.cat([self.values[layer], value], dim=1)
-            if prune:
-                key = key.index_select(1, keep_idx.to(key.device))
-                value = value.index_select(1, keep_idx.to(value.device))
-            self.keys[layer], self.values[layer] = key, value
-        self.token_frames = all_frames[keep_idx]
+            self.keys[layer].append(key)
+            self.values[layer].append(value)
+        self.segment_frames.append(frames.cpu().repeat_interleave(tokens_per_frame))
         self._staged.clear()
+        self.next_frame = int(frames.max()) + 1
+        self._evict()
+
+    def _evict(self) -> None:
+        query = torch.tensor([self.next_frame])
+        kept_frames, kept = [], []  # kept: (segment, start, length) runs of visible tokens
+        for seg, token_frames in enumerate(self.segment_frames):
+            visible = self.layout.visible(query, token_frames)[0]
+            for start, length in _runs(visible):
+                kept.append((seg, start, length))
+                kept_frames.append(token_frames[start : start + length])
+        if sum(length for *_, length in kept) == sum(len(f) for f in self.segment_frames):
+            return
+        for layer in range(self.num_layers):  # narrow() keeps views: nothing is copied
+            self.keys[layer] = [self.keys[layer][seg].narrow(1, start, n) for seg, start, n in kept]
+            self.values[layer] = [self.values[layer][seg].narrow(1, start, n) for seg, start, n in kept]
+        self.segment_frames = kept_frames
 
     def discard_staged(self) -> None:
         self._staged.clear()
 
     def nbytes(self) -> int:
-        """Memory held by cached keys and values."""
-        return sum(t.numel() * t.element_size() for t in self.keys + self.values if t is not None)
+        """Memory held by cached keys and values (distinct storages counted once)."""
+        seen, total = set(), 0
+        for tensor in (t for segments in self.keys + self.values for t in segments):
+            storage = tensor.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+        return total
+
+
+def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
+    """``(start, length)`` of each run of True in a 1-D bool mask."""
+    runs, start = [], None
+    for i, flag in enumerate(mask.tolist() + [False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            runs.append((start, i - start))
+            start = None
+    return runs
