@@ -9,6 +9,7 @@ work starts. Overrides use dotted keys (``{"teacher.steps": 10}``), as notebooks
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,13 +32,14 @@ class DataConfig:
     num_frames: int = 9  # pixel frames per clip (the codec maps them to latent frames)
     height: int = 32
     width: int = 32
-    fps: int = 8
-    train_clips: int = 256  # synthetic set sizes
-    test_clips: int = 16
+    fps: int = 8  # frame rate of the clips; video_folder files are resampled to it by timestamp
+    train_clips: int = 256  # synthetic: train set size (video_folder: every file not held out)
+    test_clips: int = 16  # synthetic: test set size; video_folder: number of held-out test FILES (chosen by seed)
     root: str | None = None  # video_folder: folder of mp4s
     captions_csv: str | None = None  # video_folder: CSV with columns file,caption
     on_error: Literal["raise", "skip"] = "raise"  # video_folder: corrupt/short files
-    seed: int = 0  # synthetic clips; fixed apart from the training seed, so seeds vary training, not the data
+    seed: int = 0  # synthetic clips and the video_folder split; fixed apart from the training seed, so seeds vary
+    #                training, not the data
 
 
 @dataclass
@@ -223,6 +225,10 @@ class ExperimentConfig:
             raise ConfigError(
                 f"codec.kind=identity works in pixel space: model.in_channels must be 3, got {m.in_channels}"
             )
+        if d.kind == "video_folder" and not (d.root and d.captions_csv):
+            raise ConfigError("data.kind=video_folder needs data.root and data.captions_csv")
+        if d.kind == "video_folder" and d.test_clips < 1:
+            raise ConfigError(f"data.kind=video_folder holds out data.test_clips files: need >= 1, got {d.test_clips}")
         if self.codec.kind == "wan_vae" and (d.num_frames - 1) % 4:
             raise ConfigError(f"codec.kind=wan_vae needs data.num_frames = 1 + 4k, got {d.num_frames}")
         factor = 8 if self.codec.kind == "wan_vae" else 1
@@ -267,6 +273,9 @@ class ExperimentConfig:
             raise ConfigError(f"stage3.disc_taps must be fractions of depth in (0, 1], got {s3.disc_taps}")
         if self.train.parallel == "fsdp2" and self.train.ema_decay is not None:
             raise ConfigError("train.ema_decay is not supported with train.parallel=fsdp2 (use ddp, or set it to null)")
+        from .pretrained import check_pretrained_sizes
+
+        check_pretrained_sizes(self)  # model.* / text.dim vs model.pretrained's config.json, when the path exists
         return self
 
     @property
@@ -284,6 +293,27 @@ class ExperimentConfig:
 
 
 # ---- loading -------------------------------------------------------------------------------------
+class YamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2 booleans: only true/false (any case) are booleans, so ``no``, ``off``,
+    ``yes``, ``on`` stay strings (``mixed_precision: no`` is the string "no"). Boolean keys accept those words."""
+
+
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+# YAML 1.1 spellings of the booleans (what yaml.safe_load, papermill -y or a notebook may have produced)
+_BOOL_WORDS = {True: ("true", "yes", "on"), False: ("false", "no", "off")}
+
+
+def yaml_load(text: str) -> Any:
+    """Parse a preset file or a ``--set`` value with :class:`YamlLoader`."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def available_presets() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
@@ -298,7 +328,7 @@ def load_preset(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
             raise ConfigError(f"unknown preset {str(name_or_path)!r}; allowed: {available_presets()}")
     elif not path.exists():
         raise ConfigError(f"preset file {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = yaml_load(path.read_text()) or {}
     cfg = from_dict(ExperimentConfig, raw, prefix="")
     for key, value in (overrides or {}).items():
         apply_override(cfg, key, value)
@@ -350,8 +380,13 @@ def _check_type(hint: Any, value: Any, key: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches none of {args}")
     if origin is Literal:
+        if isinstance(value, bool) and not any(isinstance(a, bool) for a in args):
+            # e.g. train.mixed_precision = False from YAML 1.1 (`no`): map it back to the one word it spelled
+            words = [a for a in args if isinstance(a, str) and a.lower() in _BOOL_WORDS[value]]
+            if len(words) == 1:
+                return words[0]
         if value not in args:
-            raise ConfigError(f"{key} = {value!r} is not allowed; allowed values: {list(args)}")
+            raise ConfigError(f"{key} = {value!r} is not allowed; allowed values: {list(args)}{_quote_hint(value)}")
         return value
     if origin is tuple:
         if not isinstance(value, list | tuple) or len(value) != len(args):
@@ -370,13 +405,23 @@ def _check_type(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         return value
     if hint is bool:
+        if isinstance(value, str):
+            for flag, words in _BOOL_WORDS.items():
+                if value.lower() in words:
+                    return flag
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")
         return value
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
+            raise ConfigError(f"{key} must be a string, got {value!r}{_quote_hint(value)}")
         return value
     if hint is Any:
         return value
     raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def _quote_hint(value: Any) -> str:
+    if not isinstance(value, bool):
+        return ""
+    return f" (YAML 1.1 reads an unquoted {'/'.join(_BOOL_WORDS[value])} as {value}: quote the text)"

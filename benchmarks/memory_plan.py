@@ -3,6 +3,7 @@
     python benchmarks/memory_plan.py --preset wan2.1-14b --gpus 64 --stage stage3 --grad-checkpointing
     python benchmarks/memory_plan.py --preset wan2.1-14b --gpus 64 --stage stage3 --no-grad-checkpointing
     python benchmarks/memory_plan.py --preset wan2.1-14b --gpus 64 --stage stage3 --sequence-parallel 8
+    python benchmarks/memory_plan.py --preset path/to/my-preset.yaml --gpus 8 --stage stage1
     python benchmarks/memory_plan.py --check-cpu      # planner vs a measured Stage-III-like step, tiny + demo
 
 Prints one row per model (parameters, gradients, AdamW state, activations), the rollout's KV cache, FSDP2's
@@ -14,7 +15,7 @@ import argparse
 import json
 import sys
 
-from aad1lib.config import available_presets, load_preset
+from aad1lib.config import ConfigError, available_presets, load_preset
 from aad1lib.scale.memory_measure import check_plan_on_cpu
 from aad1lib.scale.memory_planner import GIB, PUBLISHED_PARAMS, STAGES, plan_memory, wan_params
 
@@ -33,7 +34,7 @@ def print_plan(args) -> dict:
         sequence_parallel=args.sequence_parallel,
     )
     exact = wan_params(cfg.model)
-    published = PUBLISHED_PARAMS.get(args.preset)
+    published = PUBLISHED_PARAMS.get(cfg.name)
     print(
         f"Wan transformer parameters: {exact:,} (exact, checked against the model built on meta)"
         + (f"; published name: {published / 1e9:g}B" if published else "")
@@ -63,9 +64,13 @@ def check_cpu(args) -> dict:
     return results
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="wan2.1-14b", choices=available_presets())
+    parser.add_argument(
+        "--preset",
+        default="wan2.1-14b",
+        help=f"a preset name ({', '.join(available_presets())}) or the path of a preset YAML file",
+    )
     parser.add_argument("--stage", default="stage3", choices=STAGES)
     parser.add_argument("--gpus", type=int, default=64)
     parser.add_argument("--batch-per-gpu", type=int, help="clips per GPU (default: train.batch_size / gpus)")
@@ -93,10 +98,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="--check-cpu: steps per measured run")
     parser.add_argument("--repeats", type=int, default=1, help="--check-cpu: runs per method (the max is kept)")
     parser.add_argument("--json", help="also write the numbers here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.gpus < 1:
         sys.exit("--gpus must be >= 1")
-    result = check_cpu(args) if args.check_cpu else print_plan(args)
+    try:
+        result = check_cpu(args) if args.check_cpu else print_plan(args)
+    except ConfigError as err:  # unknown preset / missing file / bad key / sizes contradicting the checkpoint
+        sys.exit(f"error: {err}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

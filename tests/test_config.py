@@ -69,3 +69,22 @@ def test_training_seed_does_not_change_data_or_prompt_embeddings():
     reseeded = load_preset("tiny", {"data.seed": 7, "text.seed": 7})
     assert not torch.equal(build_dataset(base, "test")[0]["video"], build_dataset(reseeded, "test")[0]["video"])
     assert not torch.equal(build_text(base).encode(prompts)[0], build_text(reseeded).encode(prompts)[0])
+
+
+def test_yaml_no_reaches_a_string_key_as_the_string_no(tmp_path):
+    """`no` is a boolean in YAML 1.1; train.mixed_precision's "no" must survive --set, preset files and dicts."""
+    from aad1lib.train.__main__ import parse_overrides
+
+    overrides = parse_overrides(["train.mixed_precision=no", "train.gradient_checkpointing=yes", "teacher.steps=3"])
+    cfg = load_preset("tiny", overrides)
+    assert (cfg.train.mixed_precision, cfg.train.gradient_checkpointing, cfg.teacher.steps) == ("no", True, 3)
+    # a notebook / papermill -y override that went through yaml.safe_load already
+    assert load_preset("demo", {"train.mixed_precision": False}).train.mixed_precision == "no"
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\ntrain: {mixed_precision: no, gradient_checkpointing: off}\n")
+    cfg = load_preset(path)
+    assert cfg.train.mixed_precision == "no" and cfg.train.gradient_checkpointing is False
+    with pytest.raises(ConfigError, match="data.root must be a string, got False.*quote"):
+        load_preset("tiny", {"data.root": False})
+    with pytest.raises(ConfigError, match="train.mixed_precision = True is not allowed"):
+        load_preset("tiny", {"train.mixed_precision": True})

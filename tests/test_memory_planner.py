@@ -222,3 +222,26 @@ def test_plan_is_within_2x_of_a_measured_stage3_step_on_cpu(preset, batch, metho
         load_preset(preset), batch=batch, method=method, steps=1, grad_checkpointing=checkpointing
     )
     assert 0.5 <= check.ratio <= 2.0, check.summary()
+
+
+def test_memory_plan_script_accepts_a_preset_name_or_path(tmp_path, capsys):
+    import json
+    import runpy
+    import shutil
+
+    from aad1lib.config import CONFIG_DIR
+
+    script = runpy.run_path(str(CONFIG_DIR.parents[1] / "benchmarks" / "memory_plan.py"), run_name="memory_plan")
+    preset = tmp_path / "my-14b.yaml"
+    shutil.copy(CONFIG_DIR / "wan2.1-14b.yaml", preset)
+    numbers = {}
+    for spec in (str(preset), "wan2.1-14b"):
+        out = tmp_path / f"{len(numbers)}.json"
+        script["main"](["--preset", spec, "--gpus", "64", "--stage", "stage3", "--json", str(out)])
+        numbers[spec] = json.loads(out.read_text())
+        assert "| generator |" in capsys.readouterr().out
+    assert numbers[str(preset)] == numbers["wan2.1-14b"]
+    with pytest.raises(SystemExit, match="unknown preset 'huge'.*tiny"):
+        script["main"](["--preset", "huge"])
+    with pytest.raises(SystemExit, match="does not exist"):
+        script["main"](["--preset", str(tmp_path / "missing.yaml")])

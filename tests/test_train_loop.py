@@ -74,3 +74,57 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(tmp_path):
         loop.fit(step_fn, max_steps=10)
     assert [p.name for p in loop.run.checkpoints()] == ["step-0000003"]
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_failed_start_leaves_no_run_folder_that_blocks_a_corrected_rerun(tmp_path):
+    """A run that stops on a config/input error (here: its teacher's checkpoint is gone) left an unfinished folder;
+    the corrected run with the same run_name must start, not raise RunExistsError. Nothing with results is reused."""
+    import shutil
+
+    import yaml
+
+    from aad1lib.config import CONFIG_DIR
+    from aad1lib.models import CausalWanTransformer3DModel
+    from aad1lib.train import RunFolder
+    from aad1lib.train.stage1 import train_stage1
+
+    # a teacher run that points to a Wan checkpoint (cluster presets), whose folder was then removed
+    raw = yaml.safe_load((CONFIG_DIR / "tiny.yaml").read_text())
+    raw["model"]["pretrained"] = str(tmp_path / "Wan")
+    (tmp_path / "wan.yaml").write_text(yaml.safe_dump(raw))
+    CausalWanTransformer3DModel(**load_preset("tiny").model.wan_kwargs()).save_pretrained(tmp_path / "Wan")
+    gone = train_teacher(load_preset(tmp_path / "wan.yaml", {"train.tracker": "none"}), run_name="gone",
+                         runs_root=tmp_path).run  # fmt: skip
+    shutil.rmtree(tmp_path / "Wan")
+    good = train_teacher(_tiny(**{"teacher.steps": 2}), run_name="good", runs_root=tmp_path).run
+
+    cfg = load_preset("tiny", {"stage1.steps": 2, "stage1.ode_pairs": 4, "train.sample_every": 100})  # tensorboard
+    with pytest.raises(OSError):
+        train_stage1(cfg, gone, run_name="x", runs_root=tmp_path)
+    failed = RunFolder(tmp_path / "stage1-tiny-x")  # (none at all if the trainer checks its inputs first)
+    assert not failed.path.exists() or not (failed.finished or failed.holds_results())
+    result = train_stage1(cfg, good, run_name="x", runs_root=tmp_path)  # corrected: another teacher run
+    assert result.run.path == failed.path and result.run.finished
+    assert result.run.config["init_from"] == str(good.path) and result.run.read_metrics()
+
+    # a started-only folder (config, empty checkpoints/samples, tracker hparams) takes the new config
+    run = RunFolder.create("s", "tiny", {"a": 1}, name="empty", root=tmp_path)
+    (run.path / "tracking").mkdir()
+    (run.path / "tracking" / "hparams.yml").write_text("a: 1\n")
+    assert not run.holds_results()
+    assert RunFolder.create("s", "tiny", {"a": 2}, name="empty", root=tmp_path).config == {"a": 2}
+    assert not (run.path / "tracking").exists() and (run.path / "run.json").exists()
+
+    # an unfinished run that holds metrics or a checkpoint is never restarted with another config
+    for produce in ("metrics", "checkpoint"):
+        config = {"a": 1}
+        run = RunFolder.create("s", "tiny", config, name=produce, root=tmp_path)
+        if produce == "metrics":
+            run.log_metrics({"step": 0, "loss": 1.0})
+        else:
+            run.commit_checkpoint(run.begin_checkpoint(3), 3, {}, keep=2)
+        assert run.holds_results()
+        with pytest.raises(RunExistsError, match="different config"):
+            RunFolder.create("s", "tiny", {"a": 2}, name=produce, root=tmp_path)
+        assert RunFolder.create("s", "tiny", config, name=produce, root=tmp_path).config == config  # resume
+        assert run.holds_results() and run.config == config

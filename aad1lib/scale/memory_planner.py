@@ -70,6 +70,7 @@ import torch
 
 from ..config import ExperimentConfig, ModelConfig
 from ..models.chunking import ChunkLayout
+from ..pretrained import check_pretrained_sizes
 
 GIB = 1024**3
 STAGES = ("stage1", "stage2", "stage3")
@@ -621,6 +622,7 @@ def plan_memory(
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; allowed: {STAGES}")
+    check_pretrained_sizes(cfg)  # the sizes planned with must be the checkpoint's (when its path exists here)
     if num_gpus < 1 or sequence_parallel < 1 or disc_graphs < 1:
         raise ValueError(
             f"need num_gpus, sequence_parallel, disc_graphs >= 1, got {num_gpus}, {sequence_parallel}, {disc_graphs}"

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
-from ..config import load_preset
+from ..config import load_preset, yaml_load
 
 STAGES = ("teacher", "stage1", "stage2", "stage3")
 PREVIOUS = {"stage1": "teacher", "stage2": "stage1", "stage3": "stage2"}
@@ -25,7 +23,8 @@ def parse_overrides(pairs: list[str]) -> dict:
         if "=" not in pair:
             raise SystemExit(f"--set expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
-        overrides[key] = yaml.safe_load(value)  # "3" -> 3, "1e-4" -> 1e-4 needs a dot: 1.0e-4
+        # "3" -> 3, "1e-4" -> 1e-4 needs a dot: 1.0e-4; "no" stays the string "no" (YAML 1.2 booleans)
+        overrides[key] = yaml_load(value)
     return overrides
 
 

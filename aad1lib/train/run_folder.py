@@ -74,7 +74,9 @@ class RunFolder:
     ) -> RunFolder:
         """A new run folder, or the unfinished one of the same name (to resume it).
 
-        A finished run is never overwritten, and an unfinished one is only resumed with the same config.
+        A finished run is never overwritten, and an unfinished one is only resumed with the same config — unless
+        it holds nothing yet (a start that failed on a config/input error: no checkpoint, metrics, samples, model
+        or ODE pairs), in which case it is started afresh with the new config.
         """
         root = Path(root or RUNS_ROOT)
         name = name or time.strftime("%Y%m%d-%H%M%S")
@@ -85,14 +87,17 @@ class RunFolder:
             saved = (
                 yaml.safe_load((run.path / "config.yaml").read_text()) if (run.path / "config.yaml").exists() else None
             )
-            if saved is not None and saved != _plain(config):
+            if saved is None or saved == _plain(config):
+                return run
+            if run.holds_results():
                 raise RunExistsError(
                     f"unfinished run {run.path} was started with a different config; resume it with the same "
                     "parameters or choose another run_name"
                 )
-            return run
-        (run.path / "checkpoints").mkdir(parents=True)
-        (run.path / "samples").mkdir()
+            # a failed start: nothing to lose. Its tracker folder only holds the rejected config (no metrics).
+            shutil.rmtree(run.path / "tracking", ignore_errors=True)
+        (run.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run.path / "samples").mkdir(exist_ok=True)
         (run.path / "config.yaml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
         info = dict(
             stage=stage,
@@ -104,6 +109,27 @@ class RunFolder:
         )
         (run.path / "run.json").write_text(json.dumps(info, indent=2))
         return run
+
+    # what a run folder holds before its first logged step / checkpoint (RunFolder.create, TrainLoop's tracker)
+    _STARTED_ONLY = ("run.json", "config.yaml", "checkpoints", "samples", "metrics.jsonl", "tracking", "ode_pairs")
+
+    def holds_results(self) -> bool:
+        """False only for a run that has produced nothing yet: no checkpoint (not even a partial one), no
+        metrics, samples, ODE pairs, model or anything else besides its config and an empty tracker log."""
+        for entry in self.path.iterdir():
+            if entry.name not in self._STARTED_ONLY:
+                return True
+            if entry.name == "metrics.jsonl":
+                if entry.read_text().strip():
+                    return True
+            elif entry.name == "tracking":
+                continue  # tracker logs mirror metrics.jsonl (TrainLoop.log): no metrics there either
+            elif entry.is_dir():
+                if any(entry.iterdir()):
+                    return True
+            elif entry.name not in ("run.json", "config.yaml"):
+                return True
+        return False
 
     @classmethod
     def open(cls, path: str | Path) -> RunFolder:
