@@ -3,7 +3,11 @@ and mp4 folders that round-trip and name the file that breaks."""
 
 import csv
 import io
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,19 +25,22 @@ from aad1lib.data import (
     caption,
     clip_strip,
     direction_word,
+    from_uint8_frames,
     plot_strips,
+    read_frames,
     real_clip_paths,
     write_mp4,
 )
 from aad1lib.data.real_clips import SHOT_STARTS
+from aad1lib.data.video_folder import MANIFEST_NAME, manifest_path, split_files
 
 F, H, W = 8, 32, 32
 
 
-def _write_folder(root, clips: dict[str, torch.Tensor], captions: dict[str, str] | None = None):
+def _write_folder(root, clips: dict[str, torch.Tensor], captions: dict[str, str] | None = None, fps: float = 8):
     """mp4 files + captions.csv under root; returns the CSV path."""
     for name, video in clips.items():
-        write_mp4(root / name, video, fps=8)
+        write_mp4(root / name, video, fps=fps)
     captions = captions or {name: f"caption of {name}" for name in clips}
     path = root / "captions.csv"
     with path.open("w", newline="") as handle:
@@ -193,6 +200,163 @@ def test_video_folder_rejects_csv_rows_without_files_and_files_without_rows(tmp_
     csv_path = _write_folder(tmp_path, {"extra.mp4": video}, {"here.mp4": "x"})
     with pytest.raises(ValueError, match="extra.mp4"):
         VideoFolderDataset(tmp_path, csv_path, F, H, W)
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Names of the files decoded (an imageio-ffmpeg reader started on them) while the test runs."""
+    import imageio_ffmpeg
+
+    seen: list[str] = []
+    real = imageio_ffmpeg.read_frames
+
+    def counting(path, *args, **kwargs):
+        seen.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(imageio_ffmpeg, "read_frames", counting)
+    return seen
+
+
+def _folder_config(root, csv_path, **data):
+    """The tiny preset reading a video folder (fields set directly: the folder clips are F×H×W)."""
+    from aad1lib.config import load_preset
+
+    cfg = load_preset("tiny")
+    fields = dict(kind="video_folder", root=str(root), captions_csv=str(csv_path), num_frames=F, height=H, width=W)
+    for key, value in {**fields, **data}.items():
+        setattr(cfg.data, key, value)
+    return cfg
+
+
+def test_video_folder_split_is_disjoint_and_deterministic(tmp_path):
+    from aad1lib.builders import build_dataset
+
+    video = SyntheticI2VDataset("train", 1, F, H, W)[0]["video"]
+    names = [f"clip{i}.mp4" for i in range(6)]
+    csv_path = _write_folder(tmp_path, dict.fromkeys(names, video))
+    cfg = _folder_config(tmp_path, csv_path, test_clips=2, seed=3)
+    train, test = build_dataset(cfg, "train"), build_dataset(cfg, "test")
+    assert len(train) == 4 and len(test) == 2
+    assert not set(train.files) & set(test.files) and set(train.files) | set(test.files) == set(names)
+    assert [test[i]["source"] for i in range(len(test))] == test.files
+    # the same on every call, whatever the listing order, and in another process (no salted hash())
+    assert build_dataset(cfg, "test").files == test.files
+    assert set(split_files(names[::-1], 2, 3)[1]) == set(test.files)
+    code = "import sys; from aad1lib.data.video_folder import split_files; print(*split_files(sys.argv[1:], 2, 3)[1])"
+    other = subprocess.run([sys.executable, "-c", code, *names], env={**os.environ, "PYTHONHASHSEED": "12345"},
+                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert other == test.files
+    # data.seed picks the held-out files
+    assert len({tuple(split_files(names, 2, seed)[1]) for seed in range(5)}) > 1
+    cfg.data.test_clips = 6
+    with pytest.raises(ValueError, match=r"6 test file\(s\) from 6 file\(s\)"):
+        build_dataset(cfg, "test")
+
+
+def test_video_folder_validation_is_cached_across_builds(tmp_path, decodes):
+    synthetic = SyntheticI2VDataset("train", 3, F, H, W)
+    clips = {f"c{i}.mp4": synthetic[i]["video"] for i in range(3)}
+    csv_path = _write_folder(tmp_path, clips)
+    first = VideoFolderDataset(tmp_path, csv_path, F, H, W, fps=8)
+    assert sorted(decodes) == sorted(clips)
+    assert manifest_path(tmp_path) == tmp_path.resolve() / MANIFEST_NAME and manifest_path(tmp_path).is_file()
+    decodes.clear()
+    second = VideoFolderDataset(tmp_path, csv_path, F, H, W, fps=8)
+    assert decodes == [] and second.files == first.files == list(clips)
+    # other clip settings are checked once more
+    VideoFolderDataset(tmp_path, csv_path, F - 2, H, W, fps=8)
+    assert sorted(decodes) == sorted(clips)
+    decodes.clear()
+    # a changed file (size, mtime) is the only one decoded again; its failure is cached too
+    write_mp4(tmp_path / "c1.mp4", synthetic[1]["video"][:, :4], fps=8)
+    with pytest.raises(VideoDecodeError, match=r"c1\.mp4: too short"):
+        VideoFolderDataset(tmp_path, csv_path, F, H, W, fps=8)
+    assert decodes == ["c1.mp4"]
+    decodes.clear()
+    with pytest.warns(UserWarning, match=r"skipped 1 of 3 file\(s\).*c1\.mp4: too short"):
+        ds = VideoFolderDataset(tmp_path, csv_path, F, H, W, fps=8, on_error="skip")
+    assert decodes == [] and ds.files == ["c0.mp4", "c2.mp4"]
+    # a half-written manifest (a concurrent writer) only costs a re-validation
+    manifest_path(tmp_path).write_text('{"version": 1, "fi')
+    with pytest.warns(UserWarning, match=r"c1\.mp4: too short"):
+        VideoFolderDataset(tmp_path, csv_path, F, H, W, fps=8, on_error="skip")
+    assert sorted(decodes) == sorted(clips)
+
+
+def test_video_folder_manifest_of_a_read_only_folder_goes_to_the_cache_dir(tmp_path, decodes, monkeypatch):
+    folder, cache = tmp_path / "videos", tmp_path / "cache"
+    csv_path = _write_folder(folder, {"a.mp4": SyntheticI2VDataset("train", 1, F, H, W)[0]["video"]})
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: real_access(p, mode) and Path(p) != folder.resolve())
+    monkeypatch.setenv("AAD1_CACHE_DIR", str(cache))
+    VideoFolderDataset(folder, csv_path, F, H, W)
+    assert decodes == ["a.mp4"] and not (folder / MANIFEST_NAME).exists()
+    assert manifest_path(folder).is_file() and manifest_path(folder).is_relative_to(cache)
+    VideoFolderDataset(folder, csv_path, F, H, W)
+    assert decodes == ["a.mp4"]
+
+
+def test_video_folder_resamples_to_data_fps(tmp_path):
+    from aad1lib.builders import build_dataset
+
+    source = SyntheticI2VDataset("train", 1, 20, H, W, seed=4, camera_modes=("pan",))[0]["video"]
+    csv_path = _write_folder(tmp_path, {"a.mp4": source, "b.mp4": source.flip(-1)}, fps=32)
+    native = {name: read_frames(tmp_path / name) for name in ("a.mp4", "b.mp4")}
+    assert all(len(v) == 20 and all((v[i] != v[i + 1]).any() for i in range(19)) for v in native.values())
+    cfg = _folder_config(tmp_path, csv_path, fps=16, test_clips=1)  # data.fps reaches the dataset
+    for split in ("train", "test"):
+        ds = build_dataset(cfg, split)
+        name = ds.files[0]
+        assert len(ds) == 1 and ds.source_fps == {name: 32.0}
+        assert torch.equal(ds[0]["video"], from_uint8_frames(native[name][0 : 2 * F : 2]))  # every second frame
+    same = VideoFolderDataset(tmp_path, csv_path, F, H, W, fps=32)
+    assert torch.equal(same[0]["video"], from_uint8_frames(native["a.mp4"][:F]))
+    with pytest.raises(VideoDecodeError, match=r"a\.mp4: too short, has 10 frames at 16 fps \(20 at the file's 32 fps"):
+        VideoFolderDataset(tmp_path, csv_path, 11, H, W, fps=16)
+    # a source slower than fps repeats frames by timestamp, and says so
+    slow_dir = tmp_path / "slow"
+    csv_path = _write_folder(slow_dir, {"slow.mp4": source[:, :4]}, fps=8)
+    with pytest.warns(UserWarning, match=r"slower than fps=16.*slow\.mp4 \(8 fps\)"):
+        ds = VideoFolderDataset(slow_dir, csv_path, F, H, W, fps=16)
+    native = read_frames(slow_dir / "slow.mp4")
+    assert torch.equal(ds[0]["video"], from_uint8_frames(native[[0, 0, 1, 1, 2, 2, 3, 3]]))
+
+
+def test_video_folder_skip_names_the_bad_file(tmp_path):
+    synthetic = SyntheticI2VDataset("train", 2, F, H, W)
+    clips = {"good.mp4": synthetic[0]["video"], "short.mp4": synthetic[1]["video"][:, :3]}
+    captions = {"good.mp4": "g", "corrupt.mp4": "c", "short.mp4": "s"}
+    csv_path = _write_folder(tmp_path, clips, captions)
+    (tmp_path / "corrupt.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(
+        VideoDecodeError, match=r"2 of 3 file\(s\) .*corrupt\.mp4: cannot decode.*short\.mp4: too short"
+    ):
+        VideoFolderDataset(tmp_path, csv_path, F, H, W)
+    with pytest.warns(UserWarning, match=r"skipped 2 of 3 file\(s\): .*corrupt\.mp4: cannot decode.*short\.mp4: too"):
+        ds = VideoFolderDataset(tmp_path, csv_path, F, H, W, on_error="skip")
+    assert ds.files == ["good.mp4"] and ds.skipped == ["corrupt.mp4", "short.mp4"]
+    assert "has 3 frames but 8 are needed" in ds.skip_reasons["short.mp4"]
+    # nothing left: an error, not an empty dataset
+    (tmp_path / "good.mp4").unlink()
+    csv_path = _write_folder(tmp_path, {}, {"corrupt.mp4": "c", "short.mp4": "s"})
+    with pytest.raises(VideoDecodeError, match=r"all 2 file\(s\) in .* failed validation.*corrupt\.mp4.*short\.mp4"):
+        VideoFolderDataset(tmp_path, csv_path, F, H, W, on_error="skip")
+
+
+def test_motion_comparison_leaves_out_ground_truth_for_data_without_motion(tmp_path):
+    from aad1lib.eval.sample_motion import motion_comparison, stated_speed_px
+
+    synthetic = SyntheticI2VDataset("test", 2, F, H, W)
+    motions = [synthetic[i]["motion"] for i in range(2)]
+    assert stated_speed_px(motions) == [m["mean_speed_px"] for m in motions]
+    csv_path = _write_folder(tmp_path, {f"{i}.mp4": synthetic[i]["video"] for i in range(2)})
+    folder = VideoFolderDataset(tmp_path, csv_path, F, H, W)
+    no_motion = [folder[i]["motion"] for i in range(2)]  # what 00_teacher passes on video_folder / real_clips
+    assert stated_speed_px(no_motion) is None
+    videos = torch.stack([synthetic[i]["video"] for i in range(2)])
+    assert "gt_speed_px" not in motion_comparison(videos, videos, stated_speed_px(no_motion))
+    assert motion_comparison(videos, videos, stated_speed_px(motions))["gt_speed_px"] > 0
 
 
 def test_real_clips_load_and_have_expected_shape():

@@ -14,6 +14,7 @@ from aad1lib.data.video_io import (
     VideoDecodeError,
     center_crop_resize,
     from_uint8_frames,
+    read_clip,
     read_frames,
     read_mp4,
     to_uint8_frames,
@@ -24,6 +25,6 @@ __all__ = [
     "TEST_BACKGROUNDS", "TRAIN_BACKGROUNDS", "ClipMotion", "RealClipsDataset", "SpriteMotion",
     "SyntheticI2VDataset", "VideoDecodeError", "VideoFolderDataset", "caption", "center_crop_resize",
     "clip_strip", "direction_word", "from_uint8_frames", "load_background", "motion_dict", "plot_strips",
-    "read_captions", "read_frames", "read_mp4", "real_clip_paths", "render_clip", "sample_motion",
+    "read_captions", "read_clip", "read_frames", "read_mp4", "real_clip_paths", "render_clip", "sample_motion",
     "split_backgrounds", "to_uint8_frames", "write_mp4",
 ]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -55,26 +56,63 @@ def _ffmpeg_reason(err: Exception) -> str:
 
 
 def read_frames(
-    path: str | Path, num_frames: int | None = None, height: int | None = None, width: int | None = None
+    path: str | Path,
+    num_frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    fps: float | None = None,
 ) -> np.ndarray:
-    """Decode uint8 frames [F, H, W, 3] from a video file.
+    """Decode uint8 frames [F, H, W, 3] from a video file; :func:`read_clip` without the source frame rate."""
+    return read_clip(path, num_frames, height, width, fps)[0]
+
+
+def read_clip(
+    path: str | Path,
+    num_frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    fps: float | None = None,
+) -> tuple[np.ndarray, float | None]:
+    """(uint8 frames [F, H, W, 3], the file's frame rate from its metadata or None) of a video file.
 
     Stops after `num_frames` (raising `VideoDecodeError` if the file has fewer); with `height` and
-    `width`, each frame is centre-cropped to that aspect and resized as it is decoded.
+    `width`, each frame is centre-cropped to that aspect and resized as it is decoded. With `fps`, the
+    frames are resampled by timestamp: output frame i is the source frame shown at time i / fps
+    (source index floor(i * source_fps / fps)), so a 32 fps file read at 16 fps yields every second
+    frame, and a file slower than `fps` repeats frames.
     """
     path = Path(path)
     if not path.is_file():
         raise VideoDecodeError(f"{path}: file does not exist")
-    frames = []
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    frames: list[np.ndarray] = []
+    decoded = 0  # source frames decoded
+    source_fps = None
     reader = None
     try:
         reader = imageio_ffmpeg.read_frames(str(path))
-        w, h = reader.__next__()["size"]
+        meta = reader.__next__()
+        w, h = meta["size"]
+        source_fps = float(meta["fps"]) if meta.get("fps") else None
+        if fps is not None and source_fps is None:
+            raise VideoDecodeError(f"{path}: no frame rate in its metadata, cannot resample it to {fps:g} fps")
+        step = 1.0 if fps is None else source_fps / fps  # source frames per output frame
         for raw in reader:
-            frame = np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
-            frames.append(center_crop_resize(frame, height, width) if height and width else frame.copy())
+            decoded += 1
+            frame = None
+            # every output frame whose timestamp falls on this source frame (none, one, or repeats)
+            while math.floor(len(frames) * step + 1e-6) == decoded - 1:
+                if frame is None:
+                    frame = np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
+                    frame = center_crop_resize(frame, height, width) if height and width else frame.copy()
+                frames.append(frame)
+                if num_frames is not None and len(frames) == num_frames:
+                    break
             if num_frames is not None and len(frames) == num_frames:
                 break
+    except VideoDecodeError:
+        raise
     except (OSError, RuntimeError, ValueError, StopIteration, KeyError) as err:
         raise VideoDecodeError(f"{path}: cannot decode video ({_ffmpeg_reason(err)})") from err
     finally:
@@ -83,8 +121,13 @@ def read_frames(
     if not frames:
         raise VideoDecodeError(f"{path}: no frames could be decoded")
     if num_frames is not None and len(frames) < num_frames:
-        raise VideoDecodeError(f"{path}: too short, has {len(frames)} frames but {num_frames} are needed")
-    return np.stack(frames)
+        if fps is None:
+            raise VideoDecodeError(f"{path}: too short, has {len(frames)} frames but {num_frames} are needed")
+        raise VideoDecodeError(
+            f"{path}: too short, has {len(frames)} frames at {fps:g} fps ({decoded} at the file's {source_fps:g} fps) "
+            f"but {num_frames} are needed"
+        )
+    return np.stack(frames), source_fps
 
 
 def read_mp4(path: str | Path) -> torch.Tensor:

@@ -39,6 +39,7 @@ from ..train.run_folder import RUNS_ROOT, RunFolder, git_commit
 from ..train.stage1 import student_sigmas
 from .metrics import MetricSuite, drift, mean_flow_magnitude
 from .metrics.motion import motion_ratio
+from .sample_motion import stated_speed_px
 
 CAUSAL_STAGES = ("stage1", "stage2", "stage3")
 
@@ -301,9 +302,9 @@ def suite_backbones(suite: MetricSuite) -> dict[str, str]:
 
 def ground_truth_motion(batch: dict, suite: MetricSuite) -> tuple[list[float], str]:
     """Per-clip true motion in px/frame: the synthetic set's stated motion, else the data clip's measured flow."""
-    speeds = [m.get("mean_speed_px") for m in batch["motion"]]
-    if all(s is not None for s in speeds):
-        return [float(s) for s in speeds], "synthetic ground truth (mean_speed_px)"
+    speeds = stated_speed_px(batch["motion"])
+    if speeds is not None:
+        return speeds, "synthetic ground truth (mean_speed_px)"
     return [mean_flow_magnitude(v, suite.flow) for v in batch["video"]], f"data clip flow ({suite.flow.name})"
 
 
