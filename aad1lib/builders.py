@@ -11,6 +11,7 @@ from .config import ExperimentConfig
 from .models.causal_wan import CausalWanTransformer3DModel
 from .models.codec import LatentCodec, build_codec
 from .models.text import TextEncoder, build_text_encoder
+from .pretrained import check_pretrained_sizes
 
 
 def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
@@ -23,14 +24,17 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
         return SyntheticI2VDataset(split, num, d.num_frames, d.height, d.width, fps=d.fps, seed=d.seed)
     if d.kind == "real_clips":
         return RealClipsDataset(d.num_frames, d.height, d.width)
-    return VideoFolderDataset(d.root, d.captions_csv, d.num_frames, d.height, d.width, on_error=d.on_error)
+    # held-out files by data.seed (data.test_clips of them), clips resampled to data.fps
+    return VideoFolderDataset(d.root, d.captions_csv, d.num_frames, d.height, d.width, on_error=d.on_error,
+                              fps=d.fps, split=split, test_files=d.test_clips, seed=d.seed)  # fmt: skip
 
 
-def build_text(cfg: ExperimentConfig) -> TextEncoder:
+def build_text(cfg: ExperimentConfig, dtype: torch.dtype = torch.float32) -> TextEncoder:
+    """The preset's text encoder on the CPU, loaded in ``dtype`` (trainers pass their compute dtype)."""
     t = cfg.text
     if t.kind == "tiny":
-        return build_text_encoder("tiny", dim=t.dim, max_length=t.max_length, seed=t.seed)
-    return build_text_encoder("umt5", path=t.path, max_length=t.max_length)
+        return build_text_encoder("tiny", dim=t.dim, max_length=t.max_length, seed=t.seed).to(dtype)
+    return build_text_encoder("umt5", path=t.path, max_length=t.max_length, dtype=dtype)
 
 
 def build_latent_codec(cfg: ExperimentConfig) -> LatentCodec:
@@ -42,6 +46,7 @@ def build_latent_codec(cfg: ExperimentConfig) -> LatentCodec:
 def build_wan(cfg: ExperimentConfig, seed: int | None = None) -> CausalWanTransformer3DModel:
     """A Wan transformer: the local checkpoint of ``model.pretrained``, else a seeded random init."""
     if cfg.model.pretrained:
+        check_pretrained_sizes(cfg)  # the preset's model.* sizes must describe the checkpoint (planner, shapes)
         root = Path(cfg.model.pretrained)
         subfolder = None if (root / "config.json").exists() else "transformer"  # transformer folder or Wan root
         return CausalWanTransformer3DModel.from_pretrained(root, subfolder=subfolder)

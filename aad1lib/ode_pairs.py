@@ -67,10 +67,17 @@ def generate_ode_pairs(
     batch_size: int,
     seed: int,
     progress: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Path:
-    """Write ``num_pairs`` trajectories (clips ``0..num_pairs-1`` of ``dataset``, cycled) into ``out_dir``."""
+    """Write ``num_pairs`` trajectories (clips ``0..num_pairs-1`` of ``dataset``, cycled) into ``out_dir``.
+
+    With ``world_size > 1`` every rank must call it: each batch's rows are split over the ranks (the teacher may
+    be sharded, so all ranks run every forward), gathered, and rank 0 writes. A row's noise depends only on
+    its index, so any world size writes the same trajectories.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    is_main = rank == 0
     sigmas = flow.sampling_sigmas(ode_steps, shift)
     indices = target_step_indices(ode_steps, target_steps)
     shards = [f"shard-{s:05d}" for s in range((num_pairs + shard_size - 1) // shard_size)]
@@ -82,35 +89,58 @@ def generate_ode_pairs(
     index_file = out_dir / "index.json"
     if index_file.exists() and json.loads(index_file.read_text()) != spec:
         raise ValueError(f"{out_dir} holds ODE pairs of another spec; remove it or use another run")
-    index_file.write_text(json.dumps(spec, indent=2))
+    # resume: finished shards are kept (decided before anyone writes, so every rank skips the same shards)
+    todo = [not (out_dir / f"{name}.safetensors").exists() for name in shards]
+    if world_size > 1:
+        torch.distributed.barrier()
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        index_file.write_text(json.dumps(spec, indent=2))
     device = next(teacher.parameters()).device
     empty = text_encoder.encode([""])[0]
-    bar = tqdm(total=num_pairs, desc="ODE trajectories", disable=not progress)
+    bar = tqdm(total=num_pairs, desc="ODE trajectories", disable=not (progress and is_main))
     for s, name in enumerate(shards):
         rows = range(s * shard_size, min(num_pairs, (s + 1) * shard_size))
-        if (out_dir / f"{name}.safetensors").exists():  # resume: finished shards are kept
+        if not todo[s]:
             bar.update(len(rows))
             continue
         states, x0s, prompts, sources = [], [], [], []
         for start in range(rows.start, rows.stop, batch_size):
-            batch = collate([dataset[i % len(dataset)] for i in range(start, min(rows.stop, start + batch_size))])
+            batch_rows = list(range(start, min(rows.stop, start + batch_size)))
+            per_rank = -(-len(batch_rows) // world_size)
+            mine = batch_rows[rank * per_rank : (rank + 1) * per_rank]
+            padded = not mine  # fewer rows than ranks: run a copy of the last row (every rank must run) and drop it
+            mine = mine or batch_rows[-1:]
+            batch = collate([dataset[i % len(dataset)] for i in mine])
             latents = codec.encode(batch["video"].to(device))
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + start)
-            noise = torch.randn(latents[:, :, context_frames:].shape, generator=gen).to(latents)
+            noise = torch.stack([_row_noise(seed, i, latents[0, :, context_frames:].shape) for i in mine]).to(latents)
             text = text_encoder.encode(batch["prompt"])[0]
             st, x0 = record_trajectory(teacher, latents[:, :, :context_frames], text, empty.expand_as(text), noise,
                                        sigmas.to(latents), indices, guidance_scale)  # fmt: skip
-            states.append(st.cpu())
-            x0s.append(x0.cpu())
-            prompts += batch["prompt"]
-            sources += batch["source"]
-            bar.update(len(batch["prompt"]))
+            part = [] if padded else [(st.float().cpu(), x0.float().cpu(), batch["prompt"], batch["source"])]
+            parts = [part]
+            if world_size > 1:
+                parts = [None] * world_size
+                torch.distributed.all_gather_object(parts, part)
+            for st, x0, batch_prompts, batch_sources in (p for rank_parts in parts for p in rank_parts):
+                states.append(st)
+                x0s.append(x0)
+                prompts += batch_prompts
+                sources += batch_sources
+            bar.update(len(batch_rows))
+        if not is_main:
+            continue
         tmp = out_dir / f".{name}.tmp"
         save_file({"states": torch.cat(states).contiguous(), "x0": torch.cat(x0s).contiguous()}, str(tmp))
         (out_dir / f"{name}.json").write_text(json.dumps(dict(prompts=prompts, sources=sources)))
         os.replace(tmp, out_dir / f"{name}.safetensors")  # a shard exists only once complete
     bar.close()
     return out_dir
+
+
+def _row_noise(seed: int, row: int, shape) -> torch.Tensor:
+    """The initial noise of trajectory ``row``: a function of (seed, row) only, whatever the batching."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + row))
 
 
 class ODEPairsDataset(Dataset):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from .train.run_folder import RUNS_ROOT, RunFolder
 
 # which notebook produces each stage's runs (for error messages)
@@ -56,20 +58,20 @@ def resolve_run(spec: str | Path, stage: str, preset: str, root: Path | None = N
     return run
 
 
-def load_run_model(run: RunFolder, device="cpu"):
+def load_run_model(run: RunFolder, device="cpu", dtype: torch.dtype = torch.float32):
     """The model a finished run produced: ``<run>/model`` (diffusers format), or the Wan checkpoint a
-    teacher run points to (cluster presets load Wan instead of training)."""
+    teacher run points to (cluster presets load Wan instead of training), loaded in ``dtype``."""
     import json
 
     from .models.causal_wan import CausalWanTransformer3DModel
 
     if (run.path / "model" / "config.json").exists():
-        return CausalWanTransformer3DModel.from_pretrained(run.path / "model").to(device)
+        return CausalWanTransformer3DModel.from_pretrained(run.path / "model", torch_dtype=dtype).to(device)
     summary = json.loads((run.path / "finished.json").read_text())
     if summary.get("teacher"):
         root = Path(summary["teacher"])
         subfolder = None if (root / "config.json").exists() else "transformer"
-        return CausalWanTransformer3DModel.from_pretrained(root, subfolder=subfolder).to(device)
+        return CausalWanTransformer3DModel.from_pretrained(root, subfolder=subfolder, torch_dtype=dtype).to(device)
     raise FileNotFoundError(f"{run.path} has no model/ folder and points to no checkpoint")
 
 

@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+from diffusers.models.normalization import FP32LayerNorm
 from einops import rearrange
 from torch import nn
 
@@ -35,7 +36,7 @@ class QueryHead(nn.Module):
     def __init__(self, dim: int, num_queries: int, num_heads: int):
         super().__init__()
         self.queries = nn.Parameter(torch.randn(num_queries, dim) / math.sqrt(dim))
-        self.norm = nn.LayerNorm(dim)
+        self.norm = FP32LayerNorm(dim)  # fp32 statistics whatever dtype FSDP2 gathers the weights in
         self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
 
     def forward(self, tokens: torch.Tensor, num_frames: int, per_frame: bool) -> torch.Tensor:

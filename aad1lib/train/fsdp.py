@@ -7,6 +7,7 @@ full (unsharded) state dicts on CPU, so a run saved by N processes loads in one,
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -20,22 +21,62 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-SHARD_UNITS = ("WanTransformerBlock",)  # one FSDP unit per transformer block (Wan's _no_split_modules)
+# one FSDP unit per transformer block (the models' _no_split_modules): Wan, and umT5 (the frozen text encoder)
+SHARD_UNITS = ("WanTransformerBlock", "UMT5Block")
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+COMPUTE_DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def shard_model(model: torch.nn.Module, mixed_precision: str = "no") -> torch.nn.Module:
-    """``fully_shard`` every transformer block, then the root (parameters become DTensors)."""
+    """``fully_shard`` every transformer block, then the root (parameters become DTensors).
+
+    Call it on a model still on the CPU: each rank then moves only its shard to the device. The root does not
+    cast its inputs (FSDP2's default would round Wan's 0..1000 timestep to bf16, which stock Wan keeps in fp32):
+    callers run under autocast, as :class:`~aad1lib.train.loop.TrainLoop` does.
+    """
     policy = (
         MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
         if (mixed_precision == "bf16")
         else MixedPrecisionPolicy()
     )
-    for module in model.modules():
-        if type(module).__name__ in SHARD_UNITS:
-            fully_shard(module, mp_policy=policy)
-    fully_shard(model, mp_policy=policy)
+    _shard_units_then_root(model, policy)
     return model
+
+
+def _shard_units_then_root(root: torch.nn.Module, policy: MixedPrecisionPolicy) -> None:
+    for unit in root.modules():
+        if type(unit).__name__ in SHARD_UNITS:
+            fully_shard(unit, mp_policy=policy)
+    fully_shard(root, mp_policy=dataclasses.replace(policy, cast_forward_inputs=False))
+
+
+def shard_frozen(module: torch.nn.Module) -> bool:
+    """Shard the frozen transformers inside ``module`` (block units, then the model) in the dtype they hold.
+
+    The FSDP roots are the outermost diffusers/transformers models that contain shard units, because their
+    ``forward`` is what callers run (a wrapper such as the text encoder is called through ``encode``, which
+    FSDP's hooks never see). Returns False when ``module`` holds no shard unit (it stays replicated).
+    """
+    from diffusers import ModelMixin
+    from transformers import PreTrainedModel
+
+    roots, seen = [], set()
+    for child in module.modules():
+        if id(child) in seen or not isinstance(child, ModelMixin | PreTrainedModel):
+            continue
+        if any(type(m).__name__ in SHARD_UNITS for m in child.modules()):
+            roots.append(child)
+            seen.update(id(m) for m in child.modules())
+    for root in roots:
+        dtype = next(root.parameters()).dtype
+        _shard_units_then_root(root, MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=dtype))
+    return bool(roots)
+
+
+def replicate_from_rank0(model: torch.nn.Module, full_state: dict[str, torch.Tensor]) -> None:
+    """Load rank 0's full ``full_state`` into the sharded ``model`` on every rank (FSDP2's broadcast load):
+    every rank starts from rank 0's weights, random heads included, without a full copy on any device."""
+    set_model_state_dict(model, full_state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
 
 
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

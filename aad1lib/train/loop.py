@@ -23,7 +23,17 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
-from .fsdp import full_state_dict, load_plain, load_sharded, save_plain, save_sharded, shard_model
+from .fsdp import (
+    COMPUTE_DTYPES,
+    full_state_dict,
+    load_plain,
+    load_sharded,
+    replicate_from_rank0,
+    save_plain,
+    save_sharded,
+    shard_frozen,
+    shard_model,
+)
 from .run_folder import RUNS_ROOT, RunFolder
 
 
@@ -143,11 +153,15 @@ class TrainLoop:
             for module in model.modules():
                 if getattr(module, "_supports_gradient_checkpointing", False):
                     module.enable_gradient_checkpointing()
-        model = model.to(self.device)
-        if self.accelerator.num_processes > 1:
-            broadcast_parameters(model)  # every rank starts from rank 0's weights (random heads included)
-        if self.sharded:
+        if self.sharded:  # shard on the CPU: each rank moves only its shard to the device
+            full_state = model.state_dict() if self.is_main else {}
             model = shard_model(model, self.train.mixed_precision)
+            replicate_from_rank0(model, full_state)  # every rank starts from rank 0's weights (random heads too)
+            del full_state
+        else:
+            model = model.to(self.device)
+            if self.accelerator.num_processes > 1:
+                broadcast_parameters(model)  # every rank starts from rank 0's weights (random heads included)
         # Not wrapped in DDP: our rollouts call the generator several times before one backward (and D runs
         # 4 times per update with R1/R2), which DDP's reducer rejects; gradients are averaged in optimize().
         optimizer = make_optimizer(model.parameters()) if make_optimizer else None
@@ -162,6 +176,20 @@ class TrainLoop:
             self.emas[name] = EMAModel(model.parameters(), decay=ema_decay)
         self.models[name] = model
         return model
+
+    def add_frozen(self, model: torch.nn.Module, dtype: torch.dtype | None = None) -> torch.nn.Module:
+        """Place a frozen model (teacher / real score, text encoder, ...): cast on the CPU to the compute dtype
+        (or ``dtype``), then, under FSDP2, sharded by transformer block (no optimizer state, no full copy on
+        any device); otherwise moved to the device. Call it on every rank, and call the model on every rank."""
+        model = model.requires_grad_(False).eval().to(dtype or self.compute_dtype)
+        if not (self.sharded and shard_frozen(model)):
+            model = model.to(self.device)
+        return model
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype models compute in (``train.mixed_precision``); frozen models are held in it."""
+        return COMPUTE_DTYPES[self.train.mixed_precision]
 
     @property
     def sharded(self) -> bool:
@@ -264,7 +292,8 @@ class TrainLoop:
             if sample_fn is not None and (done % self.train.sample_every == 0 or done == max_steps):
                 for model in self.models.values():
                     model.eval()
-                sample_fn(done)
+                with self.accelerator.autocast():  # every rank: sharded models need all of them
+                    sample_fn(done)
             if done % self.train.checkpoint_every == 0 or done == max_steps or self.stop_reason:
                 self.save_checkpoint(done)
             if self.stop_reason:

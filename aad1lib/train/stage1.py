@@ -78,19 +78,23 @@ def train_stage1(
     config = dict(cfg.to_dict(), notebook=notebook_params or {}, init_from=str(teacher_run.path))
     loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
     device, s1 = loop.device, cfg.stage1
-    text_encoder = build_text(cfg).to(device)
-    codec = build_latent_codec(cfg).to(device)
+    text_encoder = loop.add_frozen(build_text(cfg, loop.compute_dtype))
+    codec = loop.add_frozen(build_latent_codec(cfg), dtype=torch.float32)  # Wan runs its VAE in fp32
     ctx = cfg.chunking.context_frames
-    teacher = load_run_model(teacher_run, device).eval().requires_grad_(False)
+    teacher = load_run_model(teacher_run)  # fp32 on the CPU: the student's master weights start from it
+    student = copy.deepcopy(teacher).requires_grad_(True)
+    teacher = loop.add_frozen(teacher)  # compute dtype, sharded under FSDP2
 
-    # 1. ODE trajectories (resumable; written by the main process)
+    # 1. ODE trajectories (resumable; every rank runs the teacher on its rows, rank 0 writes)
     tic = time.time()
     pairs_dir = loop.run.path / "ode_pairs"
-    if loop.is_main:
+    with loop.accelerator.autocast():
         generate_ode_pairs(pairs_dir, teacher, build_dataset(cfg, "train"), text_encoder, codec, s1.ode_pairs,
                            s1.ode_steps, s1.target_steps, cfg.sampling.shift, cfg.sampling.guidance_scale, ctx,
-                           s1.shard_size, cfg.train.batch_size, cfg.seed)  # fmt: skip
+                           s1.shard_size, cfg.train.batch_size, cfg.seed, progress=loop.is_main,
+                           rank=loop.accelerator.process_index, world_size=loop.accelerator.num_processes)  # fmt: skip
     loop.accelerator.wait_for_everyone()
+    del teacher  # Stage I needs the teacher only for its trajectories
     ode_seconds = time.time() - tic
     pairs = ODEPairsDataset(pairs_dir)
     target_sigmas = pairs.target_sigmas
@@ -99,7 +103,6 @@ def train_stage1(
     layout = cfg.chunk_layout()
     chunk_index = layout.chunk_of(torch.arange(cfg.latent_frames))
     frame_mask = chunk_index >= 0  # no loss on the clean context frame
-    student = copy.deepcopy(teacher).requires_grad_(True)
     student = loop.add_model(
         "student",
         student,
@@ -124,10 +127,10 @@ def train_stage1(
 
     fixed = collate([build_dataset(cfg, "test")[i] for i in range(s1.num_samples)])
 
-    def sample_fn(done_steps: int) -> None:
+    def sample_fn(done_steps: int) -> None:  # every rank runs the model (FSDP2 needs all), rank 0 writes
+        groups = sample_student(cfg, loop.unwrap("student"), text_encoder, codec, fixed, target_sigmas,
+                                steps=(s1.target_steps, 1))  # fmt: skip
         if loop.is_main:
-            groups = sample_student(cfg, loop.unwrap("student"), text_encoder, codec, fixed, target_sigmas,
-                                    steps=(s1.target_steps, 1))  # fmt: skip
             named = {f"{k} {i}": v for k, videos in groups.items() for i, v in enumerate(videos)}
             save_samples(loop.run.samples_dir / f"step-{done_steps:07d}", named, cfg.data.fps, f"step {done_steps}")
 

@@ -85,14 +85,15 @@ def train_stage2(
     config = dict(cfg.to_dict(), notebook=notebook_params or {}, init_from=str(stage1_run.path))
     loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
     device = loop.device
-    text_encoder = build_text(cfg).to(device)
-    codec = build_latent_codec(cfg).to(device)
+    text_encoder = loop.add_frozen(build_text(cfg, loop.compute_dtype))
+    codec = loop.add_frozen(build_latent_codec(cfg), dtype=torch.float32)  # Wan runs its VAE in fp32
     ctx, frames, layout = cfg.chunking.context_frames, cfg.latent_frames, cfg.chunk_layout()
     frame_mask = torch.arange(frames) >= ctx
 
-    teacher = load_run_model(teacher_run, device).eval().requires_grad_(False)  # real score
+    teacher = load_run_model(teacher_run)  # fp32 on the CPU: the critic's master weights start from it
     critic = copy.deepcopy(teacher).requires_grad_(True)  # fake score, initialised from the teacher
-    generator = load_run_model(stage1_run, device)
+    teacher = loop.add_frozen(teacher)  # real score: compute dtype, sharded under FSDP2
+    generator = load_run_model(stage1_run)
     sigmas = student_sigmas(torch.tensor(summary1["target_sigmas"]), s2.student_steps).to(device)
     betas = (s2.beta1, s2.beta2)
     generator = loop.add_model(
@@ -195,10 +196,10 @@ def train_stage2(
     fixed_text = text_encoder.encode(fixed["prompt"])[0]
     fixed_noise = torch.randn(fixed_latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed + 7))
 
-    def sample_fn(done_steps: int) -> None:
+    def sample_fn(done_steps: int) -> None:  # every rank runs the model (FSDP2 needs all), rank 0 writes
+        video = student_samples(loop.unwrap("generator"), fixed_noise.to(fixed_latents), fixed_latents, fixed_text)
         if loop.is_main:
-            video = codec.decode(student_samples(loop.unwrap("generator"), fixed_noise.to(fixed_latents), fixed_latents,
-                                                 fixed_text)).clamp(-1, 1)  # fmt: skip
+            video = codec.decode(video).clamp(-1, 1)
             named = {f"{s2.student_steps}-step {i}": v for i, v in enumerate(video)}
             save_samples(loop.run.samples_dir / f"step-{done_steps:07d}", named, cfg.data.fps, f"step {done_steps}")
 
@@ -206,7 +207,8 @@ def train_stage2(
     loop.fit(step_fn, s2.steps, sample_fn=sample_fn, desc=f"Stage II (DMD, {s2.student_steps} step/chunk)")
     train_seconds = time.time() - tic
     if loop.stop_reason is None:  # evaluate the final weights too
-        final_val = validate(loop.step)
+        with loop.accelerator.autocast():
+            final_val = validate(loop.step)
         if loop.is_main:
             loop.run.log_metrics(dict(step=loop.step, **final_val))
     loop.accelerator.wait_for_everyone()

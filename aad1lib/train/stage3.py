@@ -81,7 +81,8 @@ def train_stage3(
     config = dict(cfg.to_dict(), notebook=notebook_params or {}, init_from=str(init_run.path))
     loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
     device = loop.device
-    text_encoder, codec = build_text(cfg).to(device), build_latent_codec(cfg).to(device)
+    text_encoder = loop.add_frozen(build_text(cfg, loop.compute_dtype))
+    codec = loop.add_frozen(build_latent_codec(cfg), dtype=torch.float32)  # Wan runs its VAE in fp32
     ctx, frames, layout = cfg.chunking.context_frames, cfg.latent_frames, cfg.chunk_layout()
     sigmas = sigmas.to(device)
 

@@ -19,6 +19,7 @@ from .. import flow
 from ..builders import build_dataset, build_latent_codec, build_text, build_wan, collate
 from ..config import ExperimentConfig
 from ..models.causal_wan import CausalWanTransformer3DModel
+from ..pretrained import check_pretrained_sizes
 from ..sampling import sample_i2v
 from .loop import TrainLoop
 from .run_folder import RunFolder
@@ -30,7 +31,7 @@ STAGE = "teacher"
 @dataclass
 class TeacherRun:
     run: RunFolder
-    model: CausalWanTransformer3DModel
+    model: CausalWanTransformer3DModel | None  # None for a pretrained teacher loaded by several processes
     train_seconds: float
 
 
@@ -62,15 +63,20 @@ def train_teacher(
     config = dict(cfg.to_dict(), notebook=notebook_params or {})
     loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
     device = loop.device
-    text_encoder = build_text(cfg).to(device)
-    codec = build_latent_codec(cfg).to(device)
-    ctx = cfg.chunking.context_frames
     start = time.time()
 
     if cfg.model.pretrained:  # cluster: Wan 2.1 is the teacher, nothing to train
-        model = build_wan(cfg).to(device).eval()
-        loop.run.mark_finished(stage=STAGE, teacher=str(cfg.model.pretrained), trained_steps=0, train_seconds=0.0)
+        check_pretrained_sizes(cfg)
+        if loop.is_main:
+            loop.run.mark_finished(stage=STAGE, teacher=str(cfg.model.pretrained), trained_steps=0, train_seconds=0.0)
+        loop.end()
+        # the model itself only for a single process (the notebook samples it); ranks of a cluster job need nothing
+        model = build_wan(cfg).to(device).eval() if loop.accelerator.num_processes == 1 else None
         return TeacherRun(loop.run, model, 0.0)
+
+    text_encoder = loop.add_frozen(build_text(cfg, loop.compute_dtype))
+    codec = loop.add_frozen(build_latent_codec(cfg), dtype=torch.float32)  # Wan runs its VAE in fp32
+    ctx = cfg.chunking.context_frames
 
     train_set = build_dataset(cfg, "train")
     test_set = build_dataset(cfg, "test")
@@ -104,10 +110,10 @@ def train_teacher(
 
     fixed = collate([test_set[i] for i in range(min(cfg.teacher.num_samples, len(test_set)))])
 
-    def sample_fn(done_steps: int) -> None:
+    def sample_fn(done_steps: int) -> None:  # every rank runs the model (FSDP2 needs all), rank 0 writes
+        videos = sample_teacher(cfg, loop.unwrap("teacher"), text_encoder, codec, fixed, empty_text)
         if not loop.is_main:
             return
-        videos = sample_teacher(cfg, loop.unwrap("teacher"), text_encoder, codec, fixed, empty_text)
         named = {f"{i}-{s}": v for i, (s, v) in enumerate(zip(fixed["source"], videos, strict=True))}
         save_samples(
             loop.run.samples_dir / f"step-{done_steps:07d}", named, cfg.data.fps, f"teacher, step {done_steps}"
