@@ -1,7 +1,7 @@
 """Helpers for the thin papermill notebooks: strict parameters, run lookup, plots.
 
 papermill only *warns* about a parameter the notebook does not declare and still exits 0
-(DESIGN.md §4), so every notebook calls :func:`check_parameters` right after its parameters cell.
+(docs/design.md §4), so every notebook calls :func:`check_parameters` right after its parameters cell.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Stream N chunks through the causal Wan generator and print per-chunk latency, FPS and KV-cache memory.
 
-    python benchmarks/streaming.py                       # DESIGN.md §4 CPU size, window of 3 chunks
+    python benchmarks/streaming.py                       # docs/design.md §4 CPU size, window of 3 chunks
     python benchmarks/streaming.py --window-chunks 0     # no window: cost and cache grow with length
 
 Target (foundation issue): with a window, the last chunk's latency is within 15 % of the first

@@ -13,7 +13,7 @@ from aad1lib.losses import (
     ode_regression_loss,
 )
 from aad1lib.models import ChunkLayout
-from aad1lib.train.stage1 import diffusion_forcing_inputs
+from aad1lib.train.stage1 import diffusion_forcing_inputs, draw_chunk_levels
 
 
 def test_ode_regression_is_zero_on_the_trajectory():
@@ -24,7 +24,14 @@ def test_ode_regression_is_zero_on_the_trajectory():
     states = torch.stack([flow.add_noise(x0, noise, s) for s in targets], dim=1)  # [B, S, C, F, H, W]
     layout = ChunkLayout(frames_per_chunk=2, context_frames=1)
     chunk = layout.chunk_of(torch.arange(7))
-    x, sigma = diffusion_forcing_inputs(states, x0, targets, chunk, 1, torch.Generator().manual_seed(0))
+    x, sigma = diffusion_forcing_inputs(
+        states,
+        x0,
+        targets,
+        chunk,
+        1,
+        draw_chunk_levels(len(states), len(targets), chunk, torch.Generator().manual_seed(0)),
+    )
     assert len(set(sigma[:, 1:].flatten().tolist())) > 1  # chunks really sit at different levels
     assert torch.equal(x[:, :, 0], x0[:, :, 0]) and torch.all(sigma[:, 0] == 0)
     oracle_v = noise - x0

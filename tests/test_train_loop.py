@@ -128,3 +128,16 @@ def test_failed_start_leaves_no_run_folder_that_blocks_a_corrected_rerun(tmp_pat
             RunFolder.create("s", "tiny", {"a": 2}, name=produce, root=tmp_path)
         assert RunFolder.create("s", "tiny", config, name=produce, root=tmp_path).config == config  # resume
         assert run.holds_results() and run.config == config
+
+
+def test_a_bf16_stage_then_an_fp32_stage_train_in_one_process(tmp_path):
+    # accelerate refuses a second Accelerator with another mixed precision in the same process; notebooks and
+    # test sessions train stages one after another
+    from aad1lib.config import load_preset
+    from aad1lib.train.teacher import train_teacher
+
+    for precision in ("bf16", "no"):
+        cfg = load_preset("tiny", {"train.tracker": "none", "teacher.steps": 1, "train.mixed_precision": precision,
+                                   "train.sample_every": 1000})  # fmt: skip
+        result = train_teacher(cfg, run_name=precision, runs_root=tmp_path)
+        assert result.run.finished and result.run.config["train"]["mixed_precision"] == precision

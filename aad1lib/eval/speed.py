@@ -333,7 +333,7 @@ def _device_name(device: torch.device) -> str:
 
 
 def _restore_global_attention_backend() -> None:
-    """diffusers' ``set_attention_backend`` also sets a process-wide default; put back SDPA (DESIGN.md §4)."""
+    """diffusers' ``set_attention_backend`` also sets a process-wide default; put back SDPA (docs/design.md §4)."""
     from diffusers.models.attention_dispatch import AttentionBackendName, _AttentionBackendRegistry
 
     _AttentionBackendRegistry.set_active_backend(AttentionBackendName.NATIVE)

@@ -10,7 +10,7 @@ stock model it *is* the stock model (bidirectional teacher). Extra keyword argum
 - ``kv_cache`` / ``frame_offset`` / ``update_cache``: streaming, chunk by chunk, with rotary
   positions at the chunk's absolute frame offset (Self-Forcing rollout and deployment).
 
-How it plugs into diffusers (DESIGN.md §4): each block's ``attn1`` gets a :class:`CausalWanAttnProcessor`,
+How it plugs into diffusers (docs/design.md §4): each block's ``attn1`` gets a :class:`CausalWanAttnProcessor`,
 and ``rope`` is replaced by :class:`OffsetWanRotaryPosEmbed` (no parameters, so state dicts are
 unchanged). The per-call attention context (mask, cached keys) rides along with the rotary
 embedding the stock forward hands to every block, so gradient checkpointing recomputes with it.
@@ -41,7 +41,7 @@ class BlockCausalState:
 
     Processor state, not an argument: the stock blocks pass only ``rotary_emb`` to ``attn1``, and anything
     riding in it is rebuilt by FSDP2's mixed-precision input cast (``type(x)(generator)``) and cast to bf16
-    (docs/design.md, "FSDP2"). diffusers' own processors keep per-call state the same way. Gradient
+    (docs/design.md §7). diffusers' own processors keep per-call state the same way. Gradient
     checkpointing re-installs the state of the call being recomputed (:func:`checkpoint_block`).
     """
 
@@ -117,7 +117,7 @@ class CausalWanAttnProcessor:
                     f"attention backend {backend_name!r} takes no mask; block-causal attention needs "
                     "'native' (SDPA) or 'flex'"
                 )
-            # SDPA with a boolean mask: on CPU this costs about the same as no mask (DESIGN.md §4),
+            # SDPA with a boolean mask: on CPU this costs about the same as no mask (docs/design.md §4),
             # and it has a backward (flex attention has none on CPU).
             query, key, value = (t.transpose(1, 2) for t in (query, key, value))  # [B, heads, S, head_dim]
             out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)

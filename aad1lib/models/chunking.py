@@ -86,7 +86,7 @@ class ChunkLayout:
     def visible(self, query_frames: torch.Tensor, key_frames: torch.Tensor) -> torch.Tensor:
         """Bool ``[Fq, Fk]``: may query frame i attend to key frame j?
 
-        Block-causal rule (DESIGN.md §5): ``chunk(k) <= chunk(q)``; with a window, a key outside the
+        Block-causal rule (docs/design.md §5): ``chunk(k) <= chunk(q)``; with a window, a key outside the
         query's own chunk must also be a sink frame or one of the ``window_frames - sink_frames``
         frames right before the query's chunk.
         """

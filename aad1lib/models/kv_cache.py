@@ -1,7 +1,7 @@
 """Streaming KV cache for chunk-by-chunk generation (sink frames + sliding window).
 
 Keys are stored *after* the rotary embedding, i.e. at their absolute frame positions, so a cached
-chunk never needs re-roping (DESIGN.md §5). After each cache write the cache keeps exactly the
+chunk never needs re-roping (docs/design.md §5). After each cache write the cache keeps exactly the
 frames the next chunk may see under its :class:`ChunkLayout` — the sink frames and the most recent
 window — so its memory stops growing once the window is full.
 """
@@ -18,7 +18,7 @@ class KVCache:
 
     Segments are never concatenated here: attention concatenates them inside the block, so every chunk's
     graph (and every recompute closure under gradient checkpointing) refers to the SAME cached tensors and
-    the cache is held once, not once per chunk (docs/design.md, "KV cache memory"). Eviction drops
+    the cache is held once, not once per chunk (docs/design.md §7). Eviction drops
     segments or narrows them to views.
 
     Args:

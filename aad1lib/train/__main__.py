@@ -4,7 +4,7 @@
     torchrun --nproc_per_node 8 -m aad1lib.train teacher --preset wan2.1-14b
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m aad1lib.train teacher --preset tiny
 
-(``accelerate launch --cpu --num_processes 2`` silently starts ONE process: DESIGN.md §4.)
+(``accelerate launch --cpu --num_processes 2`` silently starts ONE process: docs/design.md §4.)
 """
 
 from __future__ import annotations

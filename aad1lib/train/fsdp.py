@@ -1,6 +1,6 @@
 """FSDP2 (torch.distributed.fsdp.fully_shard) for the Wan models: sharding, and checkpoints of full states.
 
-accelerate's FSDP plugin refuses CPU (v1) or silently falls back to DDP (v2) (DESIGN.md §4), so we call
+accelerate's FSDP plugin refuses CPU (v1) or silently falls back to DDP (v2) (docs/design.md §4), so we call
 PyTorch's FSDP2 ourselves: one ``fully_shard`` per transformer block, then the root. Checkpoints gather
 full (unsharded) state dicts on CPU, so a run saved by N processes loads in one, and vice versa.
 """

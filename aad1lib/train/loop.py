@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast_object_list
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
@@ -113,6 +114,10 @@ class TrainLoop:
         state.wait_for_everyone()
         if not state.is_main_process:
             self.run = RunFolder(Path(runs_root or RUNS_ROOT) / f"{stage}-{preset}-{name[0]}")
+        if accelerator is None and AcceleratorState._shared_state:
+            # accelerate keeps one state per process and refuses an Accelerator with another mixed precision
+            # (a notebook or test session that trains a bf16 stage, then an fp32 one): start a fresh state
+            AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = accelerator or Accelerator(
             cpu=cpu,
             mixed_precision=train.mixed_precision,

@@ -47,18 +47,17 @@ def student_sigmas(target_sigmas: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.cat([target_sigmas[picks], target_sigmas.new_zeros(1)])
 
 
-def diffusion_forcing_inputs(states, x0, target_sigmas, chunk_index, context_frames, generator):
+def diffusion_forcing_inputs(states, x0, target_sigmas, chunk_index, context_frames, level):
     """Per-chunk target states (Diffusion Forcing) from ODE trajectories.
 
     Args:
         states: ``[B, S, C, F, H, W]`` trajectory states at the S target levels; x0 ``[B, C, F, H, W]``.
         chunk_index: ``[F]`` chunk of each frame (``-1`` = context).
+        level: ``[B, num_chunks]`` target index of each chunk (see :func:`draw_chunk_levels`).
     Returns:
         x ``[B, C, F, H, W]`` (each chunk at its own level, context clean) and sigma ``[B, F]``.
     """
-    batch, levels = states.shape[:2]
-    num_chunks = int(chunk_index.max()) + 1
-    level = torch.randint(levels, (batch, num_chunks), generator=generator)  # one target index per chunk
+    batch = states.shape[0]
     frame_level = level[:, chunk_index.clamp_min(0)]  # [B, F]
     sigma = target_sigmas[frame_level]
     sigma[:, chunk_index < 0] = 0.0
@@ -66,6 +65,11 @@ def diffusion_forcing_inputs(states, x0, target_sigmas, chunk_index, context_fra
     x = torch.gather(states, 1, gather).squeeze(1)
     x[:, :, :context_frames] = x0[:, :, :context_frames]
     return x, sigma
+
+
+def draw_chunk_levels(batch: int, levels: int, chunk_index: torch.Tensor, generator) -> torch.Tensor:
+    """``[batch, num_chunks]`` random target index per chunk (Diffusion Forcing: one noise level per chunk)."""
+    return torch.randint(levels, (batch, int(chunk_index.max()) + 1), generator=generator)
 
 
 def train_stage1(
@@ -117,7 +121,8 @@ def train_stage1(
         rows = [pairs[i] for i in idx.tolist()]
         states = torch.stack([r["states"] for r in rows]).to(device)
         x0 = torch.stack([r["x0"] for r in rows]).to(device)
-        x, sigma = diffusion_forcing_inputs(states, x0, target_sigmas.to(device), chunk_index, ctx, level_gen)
+        level = loop.local(draw_chunk_levels(cfg.train.batch_size, len(target_sigmas), chunk_index, level_gen))
+        x, sigma = diffusion_forcing_inputs(states, x0, target_sigmas.to(device), chunk_index, ctx, level)
         with torch.no_grad():
             text = text_encoder.encode([r["prompt"] for r in rows])[0]
         v = student(x, flow.sigma_to_timestep(sigma), text, chunk_layout=layout, return_dict=False)[0]
