@@ -1,11 +1,10 @@
 """Stage III: exact resume, 2-process FSDP2 == 1 process, divergence guard, bad input refused up front."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
+from standins import torchrun
 
 import aad1lib.train.stage3 as stage3_module
 from aad1lib.config import ConfigError, load_preset
@@ -64,22 +63,15 @@ def test_interrupted_stage3_resumes_to_the_same_losses_and_weights(pipeline, mon
         assert torch.equal(a, b), name
 
 
-def _torchrun(pipeline, nproc, name, *extra):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "-m", "aad1lib.train",
-           "stage3", "--preset", "tiny", "--run-name", name, "--runs-root", str(pipeline["root"]),
-           "--init-from", str(pipeline["stage2"].path), "--set", "stage3.steps=3", "--set", "train.tracker=none",
-           "--set", "train.sample_every=1000", *extra]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-4000:]
-    from aad1lib.train.run_folder import RunFolder
-
-    return RunFolder.open(pipeline["root"] / f"stage3-tiny-{name}")
+def _torchrun(pipeline, nproc, name, *sets):
+    return torchrun("stage3", "tiny", name, pipeline["root"], nproc, init_from=pipeline["stage2"].path,
+                    sets=["stage3.steps=3", "train.tracker=none", "train.sample_every=1000", *sets])  # fmt: skip
 
 
 @pytest.mark.slow
 def test_two_process_fsdp2_matches_one_process_and_its_checkpoint_loads_in_one_process(pipeline):
     one = _torchrun(pipeline, 1, "fsdp-ref")
-    two = _torchrun(pipeline, 2, "fsdp-two", "--set", "train.parallel=fsdp2")
+    two = _torchrun(pipeline, 2, "fsdp-two", "train.parallel=fsdp2")
     assert json.loads((two.path / "finished.json").read_text())["world_size"] == 2
     for a, b in zip(_losses(one), _losses(two), strict=True):
         assert b == pytest.approx(a, rel=1e-4, abs=1e-6)

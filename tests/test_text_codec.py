@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from standins import build_wan_vae, save_tiny_umt5
 
 from aad1lib.models.codec import IdentityCodec, WanVAECodec, build_codec
 from aad1lib.models.text import TinyTextEncoder, UMT5TextEncoder, build_text_encoder
@@ -78,28 +79,6 @@ def test_build_text_encoder_rejects_unknown_kind():
 
 
 # ---- umT5 from a local folder ----------------------------------------------------------------------------
-
-WORDS = "a cat dog runs jumps over the red blue car video of sunset ocean waves slowly".split()
-
-
-def save_tiny_umt5(root: Path, layout: str) -> tuple[Path, object, object]:
-    """A random 2-layer umT5 encoder and a Unigram T5 tokenizer saved like Wan's pipeline folder."""
-    from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
-
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
-    vocab += [("▁" + w, -1.0) for w in WORDS] + [(c, -5.0) for c in "abcdefghijklmnopqrstuvwxyz"]
-    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
-    config = UMT5Config(
-        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = UMT5EncoderModel(config).eval()
-    model_dir = root / "text_encoder" if layout == "pipeline" else root
-    tokenizer_dir = root / "tokenizer" if layout == "pipeline" else root
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(tokenizer_dir)
-    return root, model, tokenizer
 
 
 @pytest.mark.parametrize("layout", ["pipeline", "flat"])
@@ -167,13 +146,7 @@ LATENTS_STD = [1.5, 0.5, 2.0, 1.0]
 @pytest.fixture(scope="module")
 def tiny_vae_dir(tmp_path_factory) -> Path:
     """Random AutoencoderKLWan with Wan's factors (4x time, 8x space) and z_dim 4, saved as ``root/vae``."""
-    from diffusers import AutoencoderKLWan
-
-    torch.manual_seed(0)
-    vae = AutoencoderKLWan(
-        base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-        latents_mean=LATENTS_MEAN, latents_std=LATENTS_STD,
-    )  # fmt: skip
+    vae = build_wan_vae(z_dim=4, latents_mean=LATENTS_MEAN, latents_std=LATENTS_STD)
     root = tmp_path_factory.mktemp("wan")
     vae.save_pretrained(root / "vae")
     return root
