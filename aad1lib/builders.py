@@ -52,7 +52,7 @@ def build_wan(cfg: ExperimentConfig, seed: int | None = None) -> CausalWanTransf
         return CausalWanTransformer3DModel.from_pretrained(root, subfolder=subfolder)
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed if seed is None else seed)
-        return CausalWanTransformer3DModel(**cfg.model.wan_kwargs())
+        return CausalWanTransformer3DModel(**cfg.wan_kwargs())
 
 
 def collate(samples: list[dict]) -> dict:

@@ -54,15 +54,19 @@ class ModelConfig:
     num_layers: int = 4
     freq_dim: int = 64
     text_dim: int = 64
-    in_channels: int = 3
+    in_channels: int = 3  # latent channels (the model's output); wan_i2v feeds condition channels besides them
     rope_max_seq_len: int = 1024
+    # How the first frame conditions the clip (docs/design.md §8): context_frame = its latent enters clean at
+    # timestep 0 and is written into the KV cache first (T2V-initialised AR models); wan_i2v = Wan 2.1 I2V's
+    # [noisy latents, mask, first-frame latents] channel concatenation (+ CLIP image tokens when image_dim is set)
+    i2v: Literal["context_frame", "wan_i2v"] = "context_frame"
 
-    def wan_kwargs(self) -> dict[str, Any]:
+    def wan_kwargs(self, condition_channels: int = 0) -> dict[str, Any]:
         return dict(
             patch_size=tuple(self.patch_size),
             num_attention_heads=self.num_attention_heads,
             attention_head_dim=self.attention_head_dim,
-            in_channels=self.in_channels,
+            in_channels=self.in_channels + condition_channels,
             out_channels=self.in_channels,
             text_dim=self.text_dim,
             freq_dim=self.freq_dim,
@@ -229,6 +233,11 @@ class ExperimentConfig:
             raise ConfigError("data.kind=video_folder needs data.root and data.captions_csv")
         if d.kind == "video_folder" and d.test_clips < 1:
             raise ConfigError(f"data.kind=video_folder holds out data.test_clips files: need >= 1, got {d.test_clips}")
+        if m.i2v == "wan_i2v" and self.chunking.context_frames:
+            raise ConfigError(
+                f"model.i2v=wan_i2v conditions through channels and generates the first frame: chunking.context_frames "
+                f"must be 0, got {self.chunking.context_frames}"
+            )
         if self.codec.kind == "wan_vae" and (d.num_frames - 1) % 4:
             raise ConfigError(f"codec.kind=wan_vae needs data.num_frames = 1 + 4k, got {d.num_frames}")
         factor = 8 if self.codec.kind == "wan_vae" else 1
@@ -279,8 +288,23 @@ class ExperimentConfig:
         return self
 
     @property
+    def temporal_factor(self) -> int:
+        """Pixel frames per latent frame after the first (Wan VAE: 4; pixel space: 1)."""
+        return 4 if self.codec.kind == "wan_vae" else 1
+
+    @property
+    def condition_channels(self) -> int:
+        """Wan 2.1 I2V's extra input channels: the first-frame mask (one per pixel frame of a latent frame) and the
+        latents of [first frame, zeros...]; 0 for context_frame conditioning."""
+        return self.temporal_factor + self.model.in_channels if self.model.i2v == "wan_i2v" else 0
+
+    def wan_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of the preset's Wan transformer (input channels include the condition's)."""
+        return self.model.wan_kwargs(self.condition_channels)
+
+    @property
     def latent_frames(self) -> int:
-        return 1 + (self.data.num_frames - 1) // 4 if self.codec.kind == "wan_vae" else self.data.num_frames
+        return 1 + (self.data.num_frames - 1) // self.temporal_factor
 
     def chunk_layout(self):
         from .models.chunking import ChunkLayout

@@ -66,7 +66,8 @@ def pretrained_size_conflicts(cfg: ExperimentConfig, missing_ok: bool = True) ->
     if getattr(cfg.model, "pretrained", None):
         file = wan_config_file(cfg.model.pretrained)
         if file.exists():
-            saved, preset = _read(file), cfg.model.wan_kwargs()
+            saved = _read(file)
+            preset = cfg.wan_kwargs() if isinstance(cfg, ExperimentConfig) else cfg.model.wan_kwargs()
             for key, preset_key in WAN_KEYS.items():
                 if saved.get(key) is None:  # absent (older diffusers) or null (out_channels = in_channels)
                     continue

@@ -26,6 +26,19 @@ from .models.causal_wan import CausalWanTransformer3DModel
 from .models.chunking import ChunkLayout
 from .models.kv_cache import KVCache
 
+# per-clip conditioning inputs of the model (Wan I2V): both classifier-free-guidance branches get them, as
+# diffusers' WanImageToVideoPipeline does (it drops only the text)
+CONDITION_KWARGS = ("condition", "encoder_hidden_states_image")
+
+
+def cfg_rows(model_kwargs: dict, copies: int) -> dict:
+    """``model_kwargs`` with the per-clip conditioning tensors repeated for ``copies`` stacked batches."""
+    if copies == 1:
+        return model_kwargs
+    return {
+        k: torch.cat([v] * copies) if k in CONDITION_KWARGS and v is not None else v for k, v in model_kwargs.items()
+    }
+
 
 @dataclass
 class RolloutOutput:
@@ -56,7 +69,7 @@ def guided_velocity(
         torch.cat([timestep, timestep]),
         torch.cat([text, uncond_text]),
         return_dict=False,
-        **model_kwargs,
+        **cfg_rows(model_kwargs, 2),
     )[0]
     v_cond, v_uncond = both.chunk(2)
     return flow.classifier_free_guidance(v_cond, v_uncond, guidance_scale)
@@ -76,6 +89,7 @@ def stream_generate(
     renoise: Callable[[torch.Tensor], torch.Tensor] | None = None,
     forced_frames: torch.Tensor | None = None,
     chunk_callback: Callable[[int, torch.Tensor, KVCache], None] | None = None,
+    condition: dict | None = None,
 ) -> RolloutOutput:
     """Generate ``noise.shape[2] // frames_per_chunk`` chunks autoregressively.
 
@@ -93,6 +107,9 @@ def stream_generate(
             chunks (teacher forcing: CausVid-style training on ground-truth / ODE context).
         chunk_callback: called as ``f(chunk_index, x0_chunk, kv_cache)`` once a chunk is written
             (progress bars, streaming output, benchmarks).
+        condition: Wan I2V inputs of the whole clip, ``{"condition": [B, C_cond, F, H, W],
+            "encoder_hidden_states_image": [B, T, D]}`` (:mod:`aad1lib.conditioning`); every call (denoising steps and
+            cache writes) gets them, the model slices ``condition`` to the chunk's frames.
     """
     batch, _, gen_frames, _, _ = noise.shape
     per_chunk = layout.frames_per_chunk
@@ -114,6 +131,7 @@ def stream_generate(
         raise ValueError(f"grad_step={grad_step} outside 0..{num_steps - 1}")
     renoise = renoise or torch.randn_like
     cfg = dict(uncond_text=uncond_text, guidance_scale=guidance_scale)
+    condition = condition or {}
     cache_rows = 2 if (uncond_text is not None and guidance_scale != 1.0) else 1
     cache = model.new_kv_cache(layout, detach=True)
     passes = 0
@@ -135,6 +153,7 @@ def stream_generate(
                 kv_cache=cache,
                 frame_offset=offset,
                 update_cache=True,
+                **cfg_rows(condition, cache_rows),
             )
         passes += 1
 
@@ -150,7 +169,7 @@ def stream_generate(
             keep_grad = grad_step is not None and step == grad_step
             with nullcontext() if keep_grad else torch.no_grad():
                 v = guided_velocity(
-                    model, x, sigma, text, chunk_layout=layout, kv_cache=cache, frame_offset=offset, **cfg
+                    model, x, sigma, text, chunk_layout=layout, kv_cache=cache, frame_offset=offset, **cfg, **condition
                 )
                 x0 = flow.x0_from_velocity(x, v, sigma)
             passes += 1

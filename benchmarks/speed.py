@@ -42,7 +42,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     dtype = getattr(torch, (args.dtypes or ["float32"])[0])
     with torch.device(args.device):  # build on the device: a 14B model never passes through CPU memory
-        model = CausalWanTransformer3DModel(**cfg.model.wan_kwargs()).to(dtype).eval()
+        model = CausalWanTransformer3DModel(**cfg.wan_kwargs()).to(dtype).eval()
     teacher_steps = args.teacher_steps or cfg.sampling.teacher_steps
     cfg_text = " × CFG" if cfg.sampling.guidance_scale != 1.0 else ""
     models = {

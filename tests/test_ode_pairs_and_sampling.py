@@ -17,7 +17,7 @@ def _generate(cfg, model, out):
 
 def test_ode_pair_generation_resumes_missing_shards_with_identical_content(tmp_path):
     cfg = load_preset("tiny")
-    model = CausalWanTransformer3DModel(**cfg.model.wan_kwargs()).eval()
+    model = CausalWanTransformer3DModel(**cfg.wan_kwargs()).eval()
     out = _generate(cfg, model, tmp_path / "pairs")
     first = [ODEPairsDataset(out)[i] for i in range(5)]
     kept = (out / "shard-00000.safetensors").stat().st_mtime_ns
@@ -35,7 +35,7 @@ def test_ode_pair_generation_resumes_missing_shards_with_identical_content(tmp_p
 
 def test_both_teacher_samplers_keep_the_given_first_frame_and_fill_the_rest():
     torch.manual_seed(0)
-    model = CausalWanTransformer3DModel(**load_preset("tiny").model.wan_kwargs()).eval()
+    model = CausalWanTransformer3DModel(**load_preset("tiny").wan_kwargs()).eval()
     context, text = torch.randn(2, 3, 1, 16, 16), torch.randn(2, 4, 32)
     noise = torch.randn(2, 3, 4, 16, 16)
     outs = {}

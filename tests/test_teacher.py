@@ -19,7 +19,7 @@ def test_teacher_flow_matching_loss_decreases_on_tiny(tmp_path):
 def test_pretrained_preset_loads_local_wan_checkpoint_instead_of_training(tmp_path):
     raw = yaml.safe_load((CONFIG_DIR / "tiny.yaml").read_text())
     wan_root = tmp_path / "Wan-tiny"
-    reference = CausalWanTransformer3DModel(**load_preset("tiny").model.wan_kwargs())
+    reference = CausalWanTransformer3DModel(**load_preset("tiny").wan_kwargs())
     reference.save_pretrained(wan_root / "transformer")
     raw["name"] = "tiny-pretrained"
     raw["model"]["pretrained"] = str(wan_root)

@@ -1,7 +1,16 @@
-"""Networks of AAD-1: the causal Wan generator and the bidirectional video discriminator."""
+"""Networks of AAD-1: the causal Wan generator, the bidirectional video discriminator, and I2V conditioning."""
 
 from .causal_wan import CausalWanTransformer3DModel
 from .chunking import ChunkLayout
+from .discriminator import VideoDiscriminator
+from .i2v import CLIPImageEncoder, wan_i2v_condition
 from .kv_cache import KVCache
 
-__all__ = ["CausalWanTransformer3DModel", "ChunkLayout", "KVCache"]
+__all__ = [
+    "CLIPImageEncoder",
+    "CausalWanTransformer3DModel",
+    "ChunkLayout",
+    "KVCache",
+    "VideoDiscriminator",
+    "wan_i2v_condition",
+]

@@ -225,8 +225,9 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         kv_cache: KVCache | None = None,
         frame_offset: int = 0,
         update_cache: bool = False,
+        condition: torch.Tensor | None = None,
     ):
-        """Stock Wan forward plus block-causal attention, per-frame timesteps and streaming.
+        """Stock Wan forward plus block-causal attention, per-frame timesteps, streaming and Wan I2V conditioning.
 
         Args:
             hidden_states: ``[B, C, F, H, W]`` noisy latents (or pixels) of this call's frames.
@@ -237,7 +238,20 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
             kv_cache: streaming cache of earlier chunks (requires ``chunk_layout``).
             frame_offset: absolute index of this call's first frame (rope position, cache order).
             update_cache: write this call's keys/values into ``kv_cache`` (the clean cache write).
+            condition: ``[B, C_cond, F_clip, H, W]`` Wan 2.1 I2V condition of the WHOLE clip (mask + first-frame
+                latents, :func:`aad1lib.models.i2v.wan_i2v_condition`); this call's frames
+                ``[frame_offset, frame_offset + F)`` are concatenated after ``hidden_states`` on channels.
         """
+        # 0. Wan I2V: this call's slice of the clip's condition, on channels (the cache write gets it too)
+        if condition is not None:
+            frames = hidden_states.shape[2]
+            if condition.ndim != 5 or condition.shape[2] < frame_offset + frames:
+                raise ValueError(
+                    f"condition {tuple(condition.shape)} must be [B, C, F_clip, H, W] covering frames "
+                    f"{frame_offset}..{frame_offset + frames - 1}"
+                )
+            sliced = condition[:, :, frame_offset : frame_offset + frames].to(hidden_states.dtype)
+            hidden_states = torch.cat([hidden_states, sliced], dim=1)
         # 1. Validate inputs before any computation
         batch, channels, num_frames, height, width = self._check_inputs(hidden_states, timestep, encoder_hidden_states)
         p_t, p_h, p_w = self.config.patch_size
@@ -342,7 +356,14 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
             raise ValueError(f"hidden_states must be [B, C, F, H, W], got shape {tuple(hidden_states.shape)}")
         batch, channels, num_frames, height, width = hidden_states.shape
         if channels != cfg.in_channels:
-            raise ValueError(f"hidden_states has {channels} channels, model expects in_channels={cfg.in_channels}")
+            hint = (
+                " (a Wan I2V model: pass condition=wan_i2v_condition(...), model.i2v=wan_i2v)"
+                if cfg.in_channels > (cfg.out_channels or cfg.in_channels)
+                else ""
+            )
+            raise ValueError(
+                f"hidden_states has {channels} channels, model expects in_channels={cfg.in_channels}{hint}"
+            )
         p_t, p_h, p_w = cfg.patch_size
         if num_frames % p_t or height % p_h or width % p_w:
             raise ValueError(
