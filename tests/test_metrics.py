@@ -13,9 +13,12 @@ from skimage import data
 from aad1lib.eval.metrics import (
     MetricSuite,
     OpenCVFlow,
+    aesthetic_quality,
+    aesthetic_scores,
     dynamic_params,
     i2v_consistency,
     is_dynamic,
+    load_aesthetic,
     load_clip,
     load_dino,
     load_dreamsim,
@@ -116,7 +119,8 @@ def test_metric_names_carry_backbone_names(suite):
     names = list(suite.evaluate(video[None], video[None, :, 0], gt_motion=[3.0]))
     assert names == suite.names()
     expected_backbone = {"Subject": "HOG", "Background": "ColorHist", "Dynamic": "DIS", "Imaging": "SharpNoise",
-                         "Motion": "DIS", "I2V Subject": "HOG", "I2V Background": "ColorHist"}  # fmt: skip
+                         "Aesthetic": "ColorContrast", "Motion": "DIS", "I2V Subject": "HOG",
+                         "I2V Background": "ColorHist"}  # fmt: skip
     for name in names:
         prefix = max((p for p in expected_backbone if name.startswith(p)), key=len)
         assert name.endswith(f"({expected_backbone[prefix]})"), name
@@ -127,9 +131,31 @@ def test_metric_names_carry_backbone_names(suite):
 def test_dynamic_degree_count_rule_follows_vbench():
     # vbench/dynamic_degree.py set_params: thres = 6 * min(H, W) / 256, count_num = round(4 * frames / 16)
     assert dynamic_params(64, 96, 16) == (1.5, 4)
+    assert dynamic_params(256, 256, 16) == (6.0, 4) and dynamic_params(480, 832, 21) == (11.25, 5)
     assert [dynamic_params(32, 32, f)[1] for f in (9, 10, 16, 33)] == [2, 2, 4, 8]  # Python round: 2.5 -> 2
-    assert dynamic_params(256, 256, 16, fps=4)[0] == 12.0  # low fps doubles the threshold
     assert is_dynamic([2.0, 2.0, 0.5], threshold=1.5, count=2) and not is_dynamic([2.0, 1.5], 1.5, 2)  # strict >
+
+
+class _UniformFlow:
+    """Every pixel moves by (0.6, 0.8) * ``speed`` px: each pair's top-5 % magnitude is exactly ``speed``."""
+
+    name = "Uniform"
+
+    def __init__(self, speed: float):
+        self.speed = speed
+
+    def __call__(self, frame_a, frame_b):
+        return torch.tensor([0.6, 0.8]).view(2, 1, 1).expand(2, *frame_a.shape[-2:]) * self.speed
+
+
+@pytest.mark.parametrize("fps", [None, 2.0, 4.0, 8.0, 16.0])
+def test_dynamic_degree_threshold_has_no_fps_factor(fps):
+    # 32 x 32 px: threshold 6 * 32 / 256 = 0.75 px at every frame rate (VBench dropped max(1, 8 / fps) in
+    # fc4620b); 1.0 px/pair is dynamic, 0.7 px/pair is not; fps only picks the frames (every round(fps/8)-th)
+    video = _static(frames=9)[..., :32, :32]
+    for speed, dynamic in ((1.0, 1.0), (0.7, 0.0)):
+        suite = MetricSuite(flow=_UniformFlow(speed), fps=fps)
+        assert suite.evaluate(video[None])["Dynamic Degree (Uniform)"] == dynamic, (speed, fps)
 
 
 def test_i2v_score_follows_vbench_weights():
@@ -168,6 +194,89 @@ def test_transformers_feature_extractor_loads_tiny_local_vit(tmp_path):
     assert all(math.isfinite(v) for v in scores.values())
     with pytest.raises(FileNotFoundError, match="no local weights"):
         load_dino(tmp_path / "missing")
+
+
+def test_aesthetic_quality_follows_vbench_rule():
+    # vbench/aesthetic_quality.py: LAION head (Linear(D, 1)) on L2-normalised CLIP image features, / 10;
+    # a video scores the mean over its frames
+    embeds = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0], [0.0, -5.0, 0.0]])  # unit: [.6, .8, 0], [0, 0, 1], -e2
+    weight, bias = torch.tensor([[10.0, 20.0, 30.0]]), torch.tensor([5.0])
+    expected = torch.tensor([(6.0 + 16.0 + 5.0) / 10, (30.0 + 5.0) / 10, (-20.0 + 5.0) / 10])
+    assert torch.allclose(aesthetic_scores(embeds, weight, bias), expected)
+    assert aesthetic_quality(embeds, weight, bias) == pytest.approx(float(expected.mean()))  # (2.7 + 3.5 - 1.5) / 3
+
+
+def _save_tiny_clip_and_laion_head(path, embed):
+    """A tiny ``CLIPVisionModelWithProjection`` folder whose image embedding is ``embed`` for ANY image (post-LN
+    weight 0, bias ``embed``, identity projection), and a LAION head file like ``sa_0_4_vit_l_14_linear.pth``."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    dim = embed.numel()
+    config = CLIPVisionConfig(hidden_size=dim, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                              image_size=32, patch_size=8, projection_dim=dim)  # fmt: skip
+    model = CLIPVisionModelWithProjection(config)
+    with torch.no_grad():
+        model.vision_model.post_layernorm.weight.zero_()
+        model.vision_model.post_layernorm.bias.copy_(embed)
+        model.visual_projection.weight.copy_(torch.eye(dim))
+    model.save_pretrained(path / "clip-vit-large-patch14")
+    head = torch.nn.Linear(dim, 1)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.weight[0, :3] = torch.tensor([10.0, 20.0, 30.0])
+        head.bias.fill_(5.0)
+    torch.save(head.state_dict(), path / "sa_0_4_vit_l_14_linear.pth")
+    return path / "clip-vit-large-patch14", path / "sa_0_4_vit_l_14_linear.pth"
+
+
+def test_laion_aesthetic_loads_tiny_local_clip_and_head(tmp_path):
+    from aad1lib.eval.evaluate import make_suite
+
+    embed = torch.zeros(32)
+    embed[:2] = torch.tensor([3.0, 4.0])  # normalised: [0.6, 0.8, 0, ...] -> head 6 + 16 + 5 = 27 -> 2.7
+    clip_dir, head_path = _save_tiny_clip_and_laion_head(tmp_path, embed)
+    scorer = load_aesthetic(clip_dir, head_path)
+    video = _pan(frames=5)
+    assert torch.allclose(scorer(video.permute(1, 0, 2, 3)), torch.full((5,), 2.7), atol=1e-5)
+    scores = MetricSuite(aesthetic=scorer).evaluate(video[None])
+    assert scores["Aesthetic Quality (LAION)"] == pytest.approx(2.7, abs=1e-5)
+    suite = make_suite(aesthetic_clip_dir=str(clip_dir), aesthetic_head_path=str(head_path))
+    assert suite.aesthetic.name == "LAION" and "Aesthetic Quality (LAION)" in suite.names()
+    with pytest.raises(ValueError, match="both"):
+        make_suite(aesthetic_clip_dir=str(clip_dir))
+    torch.save(torch.nn.Linear(16, 1).state_dict(), tmp_path / "wrong.pth")
+    with pytest.raises(ValueError, match=r"Linear\(32, 1\)"):
+        load_aesthetic(clip_dir, tmp_path / "wrong.pth")
+    with pytest.raises(FileNotFoundError, match="no local weights"):
+        load_aesthetic(clip_dir, tmp_path / "missing.pth")
+
+
+def test_clip_transform_is_vbench_resize_then_center_crop():
+    from aad1lib.eval.metrics.cluster import CLIP_MEAN, CLIP_STD, clip_transform
+
+    # short side already n_px: no resize; CenterCrop keeps columns 8..39 of 48 (torchvision's round((48-32)/2))
+    columns = torch.arange(48, dtype=torch.uint8).view(1, 1, 1, 48).expand(1, 3, 32, 48)
+    out = clip_transform(columns, 32)
+    mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
+    assert torch.allclose(out * std + mean, columns[..., 8:40].float() / 255, atol=1e-6)
+    # 40 x 64 -> short side 32, long side int(32 * 64 / 40) = 51 -> crop 32 x 32; a flat frame stays flat
+    flat = torch.full((2, 3, 40, 64), 200, dtype=torch.uint8)
+    out = clip_transform(flat, 32)
+    assert out.shape == (2, 3, 32, 32) and torch.allclose(out * std + mean, torch.full_like(out, 200 / 255), atol=1e-6)
+
+
+def test_offline_aesthetic_stand_in_ranks_flat_and_noisy_frames_below_photos(suite):
+    rng = np.random.default_rng(0)
+    photos = [_photo(name, SIZE) for name in ("astronaut", "chelsea", "coffee")]
+    clips = {
+        "photos": _video(photos),
+        "flat": _video([np.full_like(p, 128) for p in photos]),
+        "washed_out": _video([(p // 4 + 160).astype(np.uint8) for p in photos]),
+        "noisy": _video([np.clip(p + rng.normal(0, 12, p.shape), 0, 255).astype(np.uint8) for p in photos]),
+    }
+    aesthetic = {k: suite.evaluate(v[None])["Aesthetic Quality (ColorContrast)"] for k, v in clips.items()}
+    assert aesthetic["flat"] < 0.01 and all(0.0 <= a <= 1.0 for a in aesthetic.values()), aesthetic
+    assert aesthetic["photos"] > max(aesthetic["washed_out"], aesthetic["noisy"]) + 0.1, aesthetic
 
 
 @pytest.mark.parametrize(

@@ -92,7 +92,7 @@ def test_failed_start_leaves_no_run_folder_that_blocks_a_corrected_rerun(tmp_pat
     raw = yaml.safe_load((CONFIG_DIR / "tiny.yaml").read_text())
     raw["model"]["pretrained"] = str(tmp_path / "Wan")
     (tmp_path / "wan.yaml").write_text(yaml.safe_dump(raw))
-    CausalWanTransformer3DModel(**load_preset("tiny").model.wan_kwargs()).save_pretrained(tmp_path / "Wan")
+    CausalWanTransformer3DModel(**load_preset("tiny").wan_kwargs()).save_pretrained(tmp_path / "Wan")
     gone = train_teacher(load_preset(tmp_path / "wan.yaml", {"train.tracker": "none"}), run_name="gone",
                          runs_root=tmp_path).run  # fmt: skip
     shutil.rmtree(tmp_path / "Wan")
@@ -141,3 +141,65 @@ def test_a_bf16_stage_then_an_fp32_stage_train_in_one_process(tmp_path):
                                    "train.sample_every": 1000})  # fmt: skip
         result = train_teacher(cfg, run_name=precision, runs_root=tmp_path)
         assert result.run.finished and result.run.config["train"]["mixed_precision"] == precision
+
+
+class _Touch:
+    """Unpickling it runs ``os.system("touch <marker>")``: what a crafted file in a shared run folder could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_resume_refuses_a_crafted_pickle_in_the_run_folder(tmp_path):
+    import pickle
+
+    from diffusers.optimization import get_scheduler
+
+    from aad1lib.train import UnsafeCheckpointError
+
+    cfg = _tiny()
+
+    def start_loop():
+        loop = TrainLoop("pickle", "tiny", cfg.to_dict(), cfg.train, cfg.seed, run_name="x", runs_root=tmp_path)
+        model = loop.add_model("m", torch.nn.Linear(2, 1), lambda params: torch.optim.AdamW(params, lr=0.1),
+                               lambda opt: get_scheduler("constant_with_warmup", opt, num_warmup_steps=2),
+                               ema_decay=0.9)  # fmt: skip
+
+        def step_fn(step, gen):
+            loss = model(torch.randn(4, 2, generator=gen)).pow(2).mean()
+            loop.optimize("m", loss)
+            return {"loss": loss.item()}
+
+        return loop, step_fn
+
+    loop, step_fn = start_loop()
+    loop.fit(step_fn, max_steps=3)  # checkpoint step-0000003: m.safetensors, m.optim.pt, m.sched.pt, ema.pt
+    checkpoint = loop.run.latest_checkpoint()
+    honest = {f: (checkpoint / f).read_bytes() for f in ("ema.pt", "m.optim.pt")}
+
+    (tmp_path / "probe").mkdir()
+    pickle.loads(pickle.dumps(_Touch(tmp_path / "probe" / "ran")))  # the payload does run when unpickled
+    assert (tmp_path / "probe" / "ran").exists()
+
+    marker = tmp_path / "code-ran"
+    crafted = {  # a bare pickle, and one in torch.save's zip format
+        "ema.pt": lambda path: path.write_bytes(pickle.dumps(_Touch(marker), protocol=2)),
+        "m.optim.pt": lambda path: torch.save({"state": {}, "param_groups": [_Touch(marker)]}, path),
+    }
+    for name, write in crafted.items():
+        write(checkpoint / name)
+        loop, step_fn = start_loop()
+        with pytest.raises(UnsafeCheckpointError, match=f"refusing to load .*{name}") as refused:
+            loop.fit(step_fn, max_steps=6)
+        assert str(checkpoint / name) in str(refused.value)
+        assert not marker.exists(), f"unpickling {name} ran code"
+        assert loop.run.latest_checkpoint() == checkpoint  # nothing trained past the refused checkpoint
+        (checkpoint / name).write_bytes(honest[name])
+
+    loop, step_fn = start_loop()  # the honest files (AdamW, LambdaLR, EMA states) load with weights_only=True
+    assert loop.resume() == 3 and loop.emas["m"].optimization_step == 3

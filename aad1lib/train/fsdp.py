@@ -3,12 +3,18 @@
 accelerate's FSDP plugin refuses CPU (v1) or silently falls back to DDP (v2) (docs/design.md §4), so we call
 PyTorch's FSDP2 ourselves: one ``fully_shard`` per transformer block, then the root. Checkpoints gather
 full (unsharded) state dicts on CPU, so a run saved by N processes loads in one, and vice versa.
+
+No pickle from a run folder executes code: weights are safetensors, and the optimizer, scheduler and EMA states
+(``*.optim.pt``, ``*.sched.pt``, ``ema.pt``: tensors in plain dicts/lists) load through :func:`load_state`,
+which is ``torch.load(..., weights_only=True)`` and refuses, naming the file, anything else.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -21,10 +27,31 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-# one FSDP unit per transformer block (the models' _no_split_modules): Wan, and umT5 (the frozen text encoder)
-SHARD_UNITS = ("WanTransformerBlock", "UMT5Block")
+# one FSDP unit per transformer block (the models' _no_split_modules): Wan, umT5 and CLIP vision (frozen encoders)
+SHARD_UNITS = ("WanTransformerBlock", "UMT5Block", "CLIPEncoderLayer")
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 COMPUTE_DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A run-folder state file holds more than tensors in plain containers; it was not loaded."""
+
+
+def load_state(path: Path, map_location: str | torch.device | None = "cpu") -> Any:
+    """A ``torch.save``'d state from a run folder, unpickled with ``weights_only=True``: tensors, numbers,
+    strings and plain containers only, so a crafted file (on a shared filesystem, say) cannot run code on resume.
+    Anything else is refused with :class:`UnsafeCheckpointError` naming the file, before any of it executes.
+
+    Tensors land on ``map_location`` (CPU by default: ``load_state_dict`` moves optimizer state to the
+    parameters' devices, so no rank reads rank 0's state onto rank 0's GPU)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f"refusing to load {path}: it holds pickled objects other than tensors and plain containers, which "
+            "could run code when unpickled (AAD-1 writes only tensors and plain dicts/lists there). If you did "
+            f"not write it, inspect it; otherwise delete it or its checkpoint folder. torch said: {err}"
+        ) from err
 
 
 def shard_model(model: torch.nn.Module, mixed_precision: str = "no") -> torch.nn.Module:
@@ -116,9 +143,9 @@ def load_plain(folder: Path, models: dict, optimizers: dict, schedulers: dict) -
             load_file(str(folder / f"{name}.safetensors"), device=str(next(model.parameters()).device))
         )
         if name in optimizers:
-            optimizers[name].load_state_dict(torch.load(folder / f"{name}.optim.pt", weights_only=False))
+            optimizers[name].load_state_dict(load_state(folder / f"{name}.optim.pt"))
         if name in schedulers:
-            schedulers[name].load_state_dict(torch.load(folder / f"{name}.sched.pt", weights_only=False))
+            schedulers[name].load_state_dict(load_state(folder / f"{name}.sched.pt"))
 
 
 def load_sharded(folder: Path, models: dict, optimizers: dict, schedulers: dict) -> None:
@@ -126,7 +153,7 @@ def load_sharded(folder: Path, models: dict, optimizers: dict, schedulers: dict)
     for name, model in models.items():
         set_model_state_dict(model, load_file(str(folder / f"{name}.safetensors")), options=FULL)
         if name in optimizers:
-            optim = torch.load(folder / f"{name}.optim.pt", weights_only=False)
+            optim = load_state(folder / f"{name}.optim.pt")
             set_optimizer_state_dict(model, optimizers[name], optim_state_dict=optim, options=FULL)
         if name in schedulers:
-            schedulers[name].load_state_dict(torch.load(folder / f"{name}.sched.pt", weights_only=False))
+            schedulers[name].load_state_dict(load_state(folder / f"{name}.sched.pt"))

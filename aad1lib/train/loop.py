@@ -29,6 +29,7 @@ from .fsdp import (
     full_state_dict,
     load_plain,
     load_sharded,
+    load_state,
     replicate_from_rank0,
     save_plain,
     save_sharded,
@@ -186,10 +187,17 @@ class TrainLoop:
         """Place a frozen model (teacher / real score, text encoder, ...): cast on the CPU to the compute dtype
         (or ``dtype``), then, under FSDP2, sharded by transformer block (no optimizer state, no full copy on
         any device); otherwise moved to the device. Call it on every rank, and call the model on every rank."""
-        model = model.requires_grad_(False).eval().to(dtype or self.compute_dtype)
+        model = model.requires_grad_(False).eval()
+        dtype = dtype or self.compute_dtype
+        if any(p.dtype != dtype for p in model.parameters()):
+            model = model.to(dtype)
         if not (self.sharded and shard_frozen(model)):
             model = model.to(self.device)
         return model
+
+    def add_frozen_or_none(self, model: torch.nn.Module | None) -> torch.nn.Module | None:
+        """:meth:`add_frozen` for an optional model (e.g. the image encoder of Wan I2V presets only)."""
+        return None if model is None else self.add_frozen(model)
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -341,7 +349,7 @@ class TrainLoop:
         else:
             load_plain(latest, self.models, self.optimizers, self.schedulers)
         if self.emas:
-            for name, state in torch.load(latest / "ema.pt", weights_only=False).items():
+            for name, state in load_state(latest / "ema.pt", map_location=self.device).items():
                 self.emas[name].load_state_dict(state)
         done = json.loads((latest / "loop.json").read_text())["step"]
         if self.is_main:

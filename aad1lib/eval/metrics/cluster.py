@@ -3,13 +3,17 @@
 - DINO ViT-B/16 (Subject Consistency, I2V Subject) and CLIP ViT-B/32 (Background Consistency) via
   transformers: ``load_dino(dir)`` / ``load_clip(dir)`` read a folder written by ``save_pretrained``
   (model + image processor). Tested with tiny random models of the same classes.
+- Aesthetic Quality: CLIP ViT-L/14 (a ``CLIPVisionModelWithProjection`` folder, e.g. converted
+  openai/clip-vit-large-patch14) + the LAION aesthetic linear head (``sa_0_4_vit_l_14_linear.pth``, a
+  ``Linear(768, 1)`` state dict): ``load_aesthetic(clip_dir, head_path)``. Tested with tiny random weights.
 - RAFT (Dynamic Degree) via torchvision, MUSIQ (Imaging Quality) via pyiqa, DreamSim (I2V Background)
   via dreamsim: thin wrappers that raise a clear ImportError naming the missing package. None of the
   three packages is installed here, so these paths are untested on this machine.
 
 Known preprocessing differences from VBench: the transformers processors resize to the model's square
 input (VBench's DINO transform resizes the short side to 224 without a crop); MUSIQ frames are only
-shrunk when the longer side exceeds 512 px (VBench's default ``longer`` mode), as in VBench.
+shrunk when the longer side exceeds 512 px (VBench's default ``longer`` mode), as in VBench. Aesthetic
+Quality uses VBench's own ``clip_transform`` (below), but runs CLIP in fp32 (``clip.load`` on a GPU is fp16).
 """
 
 from __future__ import annotations
@@ -19,7 +23,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import vbench
 from .backbones import to_uint8_images
+
+# OpenAI CLIP's pixel mean / std (VBench's clip_transform)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def _local_dir(path: str | Path, what: str) -> Path:
@@ -106,8 +115,76 @@ def load_raft(weights_path: str | Path, device: str | torch.device = "cpu", smal
                           "OpenCVFlow('DIS')") from err  # fmt: skip
     path = _local_dir(weights_path, "RAFT")
     model = (raft_small if small else raft_large)(weights=None)
-    model.load_state_dict(torch.load(path, map_location="cpu"))
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return RAFTFlow(model.to(device))
+
+
+def clip_transform(images: torch.Tensor, n_px: int = 224) -> torch.Tensor:
+    """VBench's ``clip_transform(n_px)`` on uint8 frames [N, 3, H, W]: torchvision ``Resize(n_px, BICUBIC,
+    antialias=False)`` (short side to ``n_px``, long side ``int(n_px * long / short)``, rounded back to uint8),
+    ``CenterCrop(n_px)``, /255, CLIP's normalisation. -> float [N, 3, n_px, n_px]."""
+    x = images.float()
+    h, w = x.shape[-2:]
+    size = (n_px, int(n_px * w / h)) if h <= w else (int(n_px * h / w), n_px)
+    if (h, w) != size:  # torchvision returns an image already at the size untouched
+        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=False)
+        x = x.clamp(0, 255).round()  # torchvision's uint8 output of a bicubic resize
+    top, left = int(round((size[0] - n_px) / 2.0)), int(round((size[1] - n_px) / 2.0))
+    x = x[..., top : top + n_px, left : left + n_px] / 255.0
+    mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
+class LAIONAesthetic:
+    """VBench's Aesthetic Quality as a QualityScorer: frames [N, 3, H, W] in [-1, 1] -> per-frame LAION
+    aesthetic score / 10 [N] (:func:`.vbench.aesthetic_scores`); a video's score is the mean over its frames.
+
+    ``clip``: a ``CLIPVisionModelWithProjection`` (ViT-L/14 for VBench); ``head``: the LAION ``nn.Linear(D, 1)``.
+    Frames go through VBench's :func:`clip_transform` at the model's ``image_size`` (224 for ViT-L/14).
+    """
+
+    name = "LAION"
+
+    def __init__(self, clip, head: torch.nn.Linear, batch_size: int = 32):  # VBench's batch size
+        self.clip, self.head, self.batch_size = clip.eval(), head.eval(), batch_size
+
+    @torch.inference_mode()
+    def image_embeds(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames [N, 3, H, W] in [-1, 1] -> CLIP image embeddings [N, D] (``clip.encode_image``), fp32 on CPU."""
+        device, n_px = next(self.clip.parameters()).device, self.clip.config.image_size
+        feats = []
+        for start in range(0, frames.shape[0], self.batch_size):
+            images = torch.from_numpy(to_uint8_images(frames[start : start + self.batch_size])).permute(0, 3, 1, 2)
+            pixels = clip_transform(images, n_px).to(device)
+            feats.append(self.clip(pixel_values=pixels).image_embeds.float().cpu())
+        return torch.cat(feats)
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.head.weight.detach().cpu(), self.head.bias.detach().cpu()
+        return vbench.aesthetic_scores(self.image_embeds(frames), weight, bias)
+
+
+def load_aesthetic(clip_dir: str | Path, head_path: str | Path, device: str | torch.device = "cpu") -> LAIONAesthetic:
+    """Aesthetic Quality's networks from local files: the CLIP ViT-L/14 image tower (a folder that
+    ``CLIPVisionModelWithProjection.from_pretrained`` reads) and the LAION head (``sa_0_4_vit_l_14_linear.pth``,
+    read with ``weights_only=True``, or the same ``weight`` / ``bias`` as ``.safetensors``)."""
+    from safetensors.torch import load_file
+    from transformers import CLIPVisionModelWithProjection
+
+    clip_path, head_file = _local_dir(clip_dir, "CLIP ViT-L/14"), _local_dir(head_path, "LAION aesthetic head")
+    clip = CLIPVisionModelWithProjection.from_pretrained(clip_path, local_files_only=True)
+    if head_file.suffix == ".safetensors":
+        state = load_file(str(head_file))
+    else:
+        state = torch.load(head_file, map_location="cpu", weights_only=True)
+    dim = clip.config.projection_dim
+    if set(state) != {"weight", "bias"} or tuple(state["weight"].shape) != (1, dim):
+        shapes = {k: tuple(v.shape) for k, v in state.items()}
+        raise ValueError(f"{head_file}: expected the LAION head, a Linear({dim}, 1) state dict (weight [1, {dim}], "
+                         f"bias [1]) matching the CLIP projection_dim, got {shapes}")  # fmt: skip
+    head = torch.nn.Linear(dim, 1)
+    head.load_state_dict(state)
+    return LAIONAesthetic(clip.to(device), head.to(device))
 
 
 class MUSIQQuality:

@@ -1,6 +1,7 @@
-"""Offline backbones that need no weights: HOG, colour histogram + thumbnail, OpenCV flow, a sharpness/noise IQ.
+"""Offline backbones that need no weights: HOG, colour histogram + thumbnail, OpenCV flow, a sharpness/noise IQ,
+a colourfulness/contrast aesthetic score.
 
-They are classical stand-ins for DINO / CLIP / RAFT / MUSIQ so the whole evaluation runs on a CPU with
+They are classical stand-ins for DINO / CLIP / RAFT / MUSIQ / LAION-aesthetic so the whole evaluation runs on a CPU with
 no download. They rank clips in the same direction as the published networks on the failure modes we
 test (static, cut, blur, noise, collapse) but their absolute values are NOT comparable with VBench.
 """
@@ -127,4 +128,33 @@ class SharpNoiseQuality:
             rms_signal = math.sqrt(max(float(laplacian.var()) - 20.0 * sigma**2, 0.0))
             sharpness = 1.0 - math.exp(-rms_signal / self.sharp_scale)
             scores.append(sharpness / (1.0 + (sigma / self.noise_scale) ** 2))
+        return torch.tensor(scores, dtype=torch.float32)
+
+
+class ColorContrastAesthetic:
+    """Aesthetic-quality stand-in for CLIP ViT-L/14 + the LAION head: colourfulness and contrast, damped by noise.
+
+    score = ½[(1 - exp(-M / ``colour_scale``)) + (1 - exp(-C / ``contrast_scale``))] / (1 + (sigma / ``noise_scale``)²)
+    with M the Hasler-Süsstrunk colourfulness (std + 0.3 mean of the rg / yb opponent channels, RGB in [0, 1]),
+    C the RMS contrast (std of the grey frame) and sigma Immerkær's noise estimate. A flat or washed-out
+    (collapsed) frame scores low, and so does a noisy one. It does not reward sharpness (Imaging Quality's job):
+    fine texture partly reads as noise, so a slightly blurred frame can score higher. frames [N, 3, H, W] -> [N].
+    """
+
+    name = "ColorContrast"
+
+    def __init__(self, colour_scale: float = 0.15, contrast_scale: float = 0.15, noise_scale: float = 0.05):
+        self.colour_scale, self.contrast_scale, self.noise_scale = colour_scale, contrast_scale, noise_scale
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        scores = []
+        for image in to_unit_images(frames):
+            red, green, blue = image[..., 0], image[..., 1], image[..., 2]
+            rg, yb = red - green, 0.5 * (red + green) - blue
+            colourfulness = math.hypot(rg.std(), yb.std()) + 0.3 * math.hypot(rg.mean(), yb.mean())
+            grey = image @ np.array([0.299, 0.587, 0.114])
+            colour = 1.0 - math.exp(-colourfulness / self.colour_scale)
+            contrast = 1.0 - math.exp(-grey.std() / self.contrast_scale)
+            appeal = 0.5 * (colour + contrast)
+            scores.append(appeal / (1.0 + (_immerkaer_sigma(grey) / self.noise_scale) ** 2))
         return torch.tensor(scores, dtype=torch.float32)

@@ -1,7 +1,8 @@
 """MetricSuite: run the VBench-I2V-style metrics, the motion ratio and Drift with pluggable backbones.
 
-    suite = MetricSuite()                                   # offline: HOG, ColorHist, DIS, SharpNoise
-    suite = MetricSuite.published(dino_dir, clip_dir, raft_path, musiq_path, dreamsim_dir)  # cluster
+    suite = MetricSuite()                  # offline: HOG, ColorHist, DIS, SharpNoise, ColorContrast
+    suite = MetricSuite.published(dino_dir, clip_dir, raft_path, musiq_path, dreamsim_dir,
+                                  aesthetic_clip_dir, aesthetic_head_path)  # cluster
     scores = suite.evaluate(videos, images, gt_motion)      # {"Subject Cons. (HOG)": 0.97, ...}
     result = suite.drift(long_videos, num_segments=4)       # DriftResult(drift, curve, ...)
 
@@ -18,7 +19,7 @@ from .backbones import FeatureExtractor, FlowEstimator, QualityScorer, video_fra
 from .drift import DriftResult, drift
 from .grid import blockiness
 from .motion import clip_flows, flow_magnitude, motion_ratio
-from .offline import ColorHistFeatures, HOGFeatures, OpenCVFlow, SharpNoiseQuality
+from .offline import ColorContrastAesthetic, ColorHistFeatures, HOGFeatures, OpenCVFlow, SharpNoiseQuality
 
 
 class MetricSuite:
@@ -37,6 +38,7 @@ class MetricSuite:
         i2v_background: FeatureExtractor | None = None,  # VBench-I2V: DreamSim
         fps: float | None = None,
         grid_period: int | None = None,  # pixels per generator patch: adds the grid-artefact score (grid.py)
+        aesthetic: QualityScorer | None = None,  # VBench: CLIP ViT-L/14 + LAION aesthetic head, / 10
     ):
         self.subject = subject or HOGFeatures()
         self.background = background or ColorHistFeatures()
@@ -46,13 +48,16 @@ class MetricSuite:
         self.i2v_background = i2v_background or self.background
         self.fps = fps
         self.grid_period = grid_period
+        self.aesthetic = aesthetic or ColorContrastAesthetic()
 
     @classmethod
     def published(
-        cls, dino_dir, clip_dir, raft_path, musiq_path, dreamsim_dir, device="cpu", fps=None, grid_period=None
-    ):
-        """The published VBench-I2V backbones from local files (see :mod:`.cluster`)."""
-        from .cluster import load_clip, load_dino, load_dreamsim, load_musiq, load_raft
+        cls, dino_dir, clip_dir, raft_path, musiq_path, dreamsim_dir, aesthetic_clip_dir, aesthetic_head_path,
+        device="cpu", fps=None, grid_period=None,
+    ):  # fmt: skip
+        """The published VBench-I2V backbones from local files (see :mod:`.cluster`); Aesthetic Quality reads a
+        CLIP ViT-L/14 folder and the LAION head's weights file."""
+        from .cluster import load_aesthetic, load_clip, load_dino, load_dreamsim, load_musiq, load_raft
 
         return cls(
             subject=load_dino(dino_dir, device=device),
@@ -62,6 +67,7 @@ class MetricSuite:
             i2v_background=load_dreamsim(dreamsim_dir, device=device),
             fps=fps,
             grid_period=grid_period,
+            aesthetic=load_aesthetic(aesthetic_clip_dir, aesthetic_head_path, device=device),
         )
 
     def names(self, with_images: bool = True, with_gt_motion: bool = True) -> list[str]:
@@ -71,6 +77,7 @@ class MetricSuite:
             f"Background Cons. ({self.background.name})",
             f"Dynamic Degree ({self.flow.name})",
             f"Imaging Quality ({self.quality.name})",
+            f"Aesthetic Quality ({self.aesthetic.name})",
             f"Motion px/frame ({self.flow.name})",
         ]
         if self.grid_period:
@@ -106,12 +113,13 @@ class MetricSuite:
         flows = clip_flows(video, self.flow)  # [F - 1, 2, H, W]
         keep = vbench.dynamic_frame_indices(num_frames, self.fps)
         kept_flows = flows if len(keep) == num_frames else clip_flows(video[:, keep], self.flow)
-        threshold, count = vbench.dynamic_params(height, width, len(keep), self.fps)
+        threshold, count = vbench.dynamic_params(height, width, len(keep))  # no fps factor (VBench)
         pair_scores = [vbench.top_flow_magnitude(f) for f in kept_flows]
         scores[next(names)] = float(vbench.is_dynamic(pair_scores, threshold, count))
 
-        # 3. Imaging Quality: per-frame mean (VBench averages frames, then videos)
+        # 3. Imaging / Aesthetic Quality: per-frame mean (VBench averages frames, then videos)
         scores[next(names)] = float(self.quality(frames).double().mean())
+        scores[next(names)] = float(self.aesthetic(frames).double().mean())
         scores[next(names)] = flow_magnitude(flows)
         if self.grid_period:  # the paper's λ = 50 failure mode: edges on the patch grid
             scores[next(names)] = blockiness(frames, self.grid_period)

@@ -2,8 +2,9 @@
 
 Each function takes what the backbone produced (features, flows, per-frame scores) for ONE video and
 returns that video's score; :mod:`.suite` runs the backbones and averages over videos. Read against
-VBench's ``vbench/{subject,background}_consistency.py``, ``vbench/dynamic_degree.py``,
-``vbench/core/imaging_quality.py`` and ``vbench2_beta_i2v/i2v_{subject,background}.py``.
+VBench (github.com/Vchitect/VBench at 45e79ec, ``vbench==0.1.5``): ``vbench/{subject,background}_consistency.py``,
+``vbench/dynamic_degree.py``, ``vbench/imaging_quality.py``, ``vbench/aesthetic_quality.py`` and
+``vbench2_beta_i2v/i2v_{subject,background}.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 # vbench2_beta_i2v/i2v_{subject,background}.py: video = 0.4 max(conformity) + 0.3 mean(consec) + 0.3 min(consec).
-# (An early i2v_subject.py used 0.5 / 0.5 / 0.0; the current one and i2v_background use these.)
+# (Both files used 0.5 / 0.5 / 0.0 in the first VBench-I2V beta, 409bd3e; 0.4 / 0.3 / 0.3 since e7f070a, 2024-07.)
 I2V_WEIGHTS = (0.4, 0.3, 0.3)
 
 
@@ -24,9 +25,9 @@ def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def temporal_consistency(features: torch.Tensor) -> float:
     """Subject / Background Consistency of one video from per-frame features [F, D].
 
-    mean over i >= 1 of ½[sim(f_{i-1}, f_i) + sim(f_0, f_i)]; a single frame scores 1.0 (VBench's
-    ``n_pairs == 0`` case). VBench's dimension score pools frames over all videos (sum / count), which
-    equals the mean over videos when all clips have the same length, as ours do.
+    mean over i >= 1 of ½[sim(f_{i-1}, f_i) + sim(f_0, f_i)]. A single frame scores 1.0 (nothing changed;
+    VBench divides by ``len(frames) - 1`` and fails there). VBench's dimension score pools frames over all
+    videos (sum / count), which equals the mean over videos when all clips have the same length, as ours do.
     """
     if features.shape[0] < 2:
         return 1.0
@@ -60,7 +61,8 @@ def top_flow_magnitude(flow: torch.Tensor, fraction: float = 0.05) -> float:
 
 
 def dynamic_frame_indices(num_frames: int, fps: float | None = None) -> list[int]:
-    """Frames VBench's Dynamic Degree looks at: every ``round(fps / 8)``-th (it resamples video to ~8 fps).
+    """Frames VBench's Dynamic Degree looks at: every ``max(1, round(fps / 8))``-th, i.e. ~8 fps
+    (``DynamicDegree.get_frames``; its ``max(1, ...)`` guard for fps < 4, lost in fc4620b, is back since f9d345a).
 
     ``fps=None`` means the frames are already at VBench's sampling rate: all are used.
     """
@@ -68,15 +70,15 @@ def dynamic_frame_indices(num_frames: int, fps: float | None = None) -> list[int
     return list(range(0, num_frames, interval))
 
 
-def dynamic_params(height: int, width: int, num_frames: int, fps: float | None = None) -> tuple[float, int]:
-    """(threshold px, required count) of VBench ``DynamicDegree.set_params``.
+def dynamic_params(height: int, width: int, num_frames: int) -> tuple[float, int]:
+    """(threshold px, required count) of VBench ``DynamicDegree.set_params`` (``vbench/dynamic_degree.py``).
 
-    threshold = max(1, 8 / fps) * 6 * min(H, W) / 256  (6 px at 256 px, scaled with resolution);
+    threshold = 6 * min(H, W) / 256 (6 px at 256 px, scaled with resolution), whatever the frame rate: the
+    ``max(1, 8 / fps)`` factor VBench added in 11abda9 (2024-07-03) was removed again in fc4620b (2024-07-13).
     count = round(4 * num_frames / 16) with ``num_frames`` the frames kept after resampling (not pairs)
     and Python's round-half-to-even, exactly as VBench: 9 frames -> 2, 16 -> 4, 33 -> 8, 10 -> 2.
     """
-    factor = 1.0 if fps is None else max(1.0, 8.0 / fps)
-    return factor * 6.0 * min(height, width) / 256.0, round(4 * (num_frames / 16.0))
+    return 6.0 * min(height, width) / 256.0, round(4 * (num_frames / 16.0))
 
 
 def is_dynamic(pair_scores: list[float], threshold: float, count: int) -> bool:
@@ -85,3 +87,19 @@ def is_dynamic(pair_scores: list[float], threshold: float, count: int) -> bool:
     Like VBench's loop, a video with no pairs is static and ``count == 0`` makes any pair dynamic.
     """
     return len(pair_scores) > 0 and sum(score > threshold for score in pair_scores) >= count
+
+
+def aesthetic_scores(image_embeds: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Per-frame Aesthetic Quality (VBench ``laion_aesthetic``): the LAION aesthetic predictor, a linear layer
+    (768 -> 1 for CLIP ViT-L/14) on the L2-normalised CLIP image embeddings, divided by 10.
+
+    image_embeds [F, D] (``clip.encode_image`` / ``image_embeds``), weight [1, D], bias [1] -> [F].
+    """
+    feats = F.normalize(image_embeds.float(), dim=-1, p=2)
+    return F.linear(feats, weight.float(), bias.float()).squeeze(-1) / 10.0
+
+
+def aesthetic_quality(image_embeds: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> float:
+    """Aesthetic Quality of one video: the mean of :func:`aesthetic_scores` over its frames (VBench's
+    dimension score is then the mean over videos)."""
+    return float(aesthetic_scores(image_embeds, weight, bias).double().mean())
