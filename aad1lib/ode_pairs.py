@@ -8,6 +8,7 @@ writes each shard atomically and skips finished shards, so an interrupted run re
 ```
 ode_pairs/index.json                        spec: sigmas, target indices, shapes, shard names
 ode_pairs/shard-00000.safetensors           states [N, S, C, F, H, W], x0 [N, C, F, H, W]
+                                            (+ wan_i2v: condition [N, C_cond, F, H, W], encoder_hidden_states_image)
 ode_pairs/shard-00000.json                  prompts, sources
 ```
 """
@@ -36,12 +37,14 @@ def target_step_indices(ode_steps: int, target_steps: int) -> list[int]:
 
 @torch.no_grad()
 def record_trajectory(
-    teacher, context, text, uncond_text, noise, sigmas, indices, guidance_scale
+    teacher, context, text, uncond_text, noise, sigmas, indices, guidance_scale, condition: dict | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Euler-sample with the teacher; return states at ``sigmas[indices]`` ``[B, S, C, F, H, W]`` and x0."""
-    ctx = context.shape[2]
-    velocity = teacher_velocity_fn(teacher, ctx, text, uncond_text, guidance_scale)
-    x = torch.cat([context, noise], dim=2)
+    """Euler-sample with the teacher; return states at ``sigmas[indices]`` ``[B, S, C, F, H, W]`` and x0.
+
+    ``context``: clean context latents ``[B, C, Fc, H, W]`` (context_frame I2V) or None (Wan I2V ``condition``)."""
+    ctx = 0 if context is None else context.shape[2]
+    velocity = teacher_velocity_fn(teacher, ctx, text, uncond_text, guidance_scale, condition)
+    x = noise if context is None else torch.cat([context, noise], dim=2)
     states = {}
     for i in range(len(sigmas) - 1):
         if i in indices:
@@ -69,12 +72,15 @@ def generate_ode_pairs(
     progress: bool = True,
     rank: int = 0,
     world_size: int = 1,
+    conditioner=None,
 ) -> Path:
     """Write ``num_pairs`` trajectories (clips ``0..num_pairs-1`` of ``dataset``, cycled) into ``out_dir``.
 
     With ``world_size > 1`` every rank must call it: each batch's rows are split over the ranks (the teacher may
     be sharded, so all ranks run every forward), gathered, and rank 0 writes. A row's noise depends only on
-    its index, so any world size writes the same trajectories.
+    its index, so any world size writes the same trajectories. ``conditioner``: an
+    :class:`~aad1lib.conditioning.I2VConditioner`; its Wan I2V inputs are stored with each trajectory, since the
+    student regresses under the same condition.
     """
     out_dir = Path(out_dir)
     is_main = rank == 0
@@ -104,7 +110,7 @@ def generate_ode_pairs(
         if not todo[s]:
             bar.update(len(rows))
             continue
-        states, x0s, prompts, sources = [], [], [], []
+        states, x0s, prompts, sources, conditions = [], [], [], [], {}
         for start in range(rows.start, rows.stop, batch_size):
             batch_rows = list(range(start, min(rows.stop, start + batch_size)))
             per_rank = -(-len(batch_rows) // world_size)
@@ -115,23 +121,30 @@ def generate_ode_pairs(
             latents = codec.encode(batch["video"].to(device))
             noise = torch.stack([_row_noise(seed, i, latents[0, :, context_frames:].shape) for i in mine]).to(latents)
             text = text_encoder.encode(batch["prompt"])[0]
-            st, x0 = record_trajectory(teacher, latents[:, :, :context_frames], text, empty.expand_as(text), noise,
-                                       sigmas.to(latents), indices, guidance_scale)  # fmt: skip
-            part = [] if padded else [(st.float().cpu(), x0.float().cpu(), batch["prompt"], batch["source"])]
+            condition = conditioner(batch["first_frame"].to(device)) if conditioner is not None else {}
+            context = latents[:, :, :context_frames] if context_frames else None
+            st, x0 = record_trajectory(teacher, context, text, empty.expand_as(text), noise, sigmas.to(latents),
+                                       indices, guidance_scale, condition)  # fmt: skip
+            stored = {k: v.float().cpu() for k, v in condition.items()}
+            part = [] if padded else [(st.float().cpu(), x0.float().cpu(), stored, batch["prompt"], batch["source"])]
             parts = [part]
             if world_size > 1:
                 parts = [None] * world_size
                 torch.distributed.all_gather_object(parts, part)
-            for st, x0, batch_prompts, batch_sources in (p for rank_parts in parts for p in rank_parts):
+            for st, x0, cond, batch_prompts, batch_sources in (p for rank_parts in parts for p in rank_parts):
                 states.append(st)
                 x0s.append(x0)
+                for key, value in cond.items():
+                    conditions.setdefault(key, []).append(value)
                 prompts += batch_prompts
                 sources += batch_sources
             bar.update(len(batch_rows))
         if not is_main:
             continue
         tmp = out_dir / f".{name}.tmp"
-        save_file({"states": torch.cat(states).contiguous(), "x0": torch.cat(x0s).contiguous()}, str(tmp))
+        tensors = {"states": torch.cat(states), "x0": torch.cat(x0s)}
+        tensors.update({key: torch.cat(values) for key, values in conditions.items()})
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
         (out_dir / f"{name}.json").write_text(json.dumps(dict(prompts=prompts, sources=sources)))
         os.replace(tmp, out_dir / f"{name}.safetensors")  # a shard exists only once complete
     bar.close()
@@ -170,7 +183,8 @@ class ODEPairsDataset(Dataset):
         shard, row = divmod(i, self.spec["shard_size"])
         name = self.spec["shards"][shard]
         with safe_open(str(self.folder / f"{name}.safetensors"), framework="pt") as f:
-            states, x0 = f.get_slice("states")[row : row + 1][0], f.get_slice("x0")[row : row + 1][0]
+            # states, x0, and the Wan I2V inputs (condition, encoder_hidden_states_image) when the run has them
+            item = {key: f.get_slice(key)[row : row + 1][0] for key in f.keys()}
         if name not in self._meta:
             self._meta = {name: json.loads((self.folder / f"{name}.json").read_text())}
-        return {"states": states, "x0": x0, "prompt": self._meta[name]["prompts"][row]}
+        return {**item, "prompt": self._meta[name]["prompts"][row]}

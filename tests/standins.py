@@ -4,6 +4,9 @@
   ``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``), saved by diffusers'
   ``WanPipeline.save_pretrained`` from random tiny components: the same classes, file names and configs as the
   real checkpoint, only the sizes differ. ``diffusers.WanPipeline.from_pretrained`` loads it and samples.
+- :func:`write_wan_i2v_standin`: the same for ``Wan2.1-I2V-14B-480P-Diffusers`` (adds ``image_encoder/``,
+  ``image_processor/``; a 36-channel transformer with image cross-attention), saved by
+  ``WanImageToVideoPipeline.save_pretrained``; ``diffusers.WanImageToVideoPipeline.from_pretrained`` samples it.
 - :func:`write_video_folder`: mp4 clips of a photograph panned smoothly over time plus the ``file,caption`` CSV
   that ``data.kind: video_folder`` reads.
 - :func:`write_wan_preset`: a YAML with the structure of ``experiments/configs/wan2.1-1.3b.yaml`` pointing at
@@ -151,6 +154,89 @@ def check_wan_t2v_standin(root: Path) -> np.ndarray:
     pipe = WanPipeline.from_pretrained(root, local_files_only=True)
     out = pipe(prompt="a red car drives over the bridge", negative_prompt="", height=32, width=32, num_frames=5,
                num_inference_steps=2, guidance_scale=3.0, max_sequence_length=16, output_type="np",
+               generator=torch.Generator().manual_seed(0))  # fmt: skip
+    return out.frames[0]
+
+
+# ---- Wan 2.1 I2V pipeline folder ------------------------------------------------------------------------------
+# Wan2.1-I2V-14B-480P-Diffusers/image_encoder/config.json is CLIP ViT-H/14: hidden 1280, 32 layers, 16 heads,
+# image 224, patch 14 -> 257 tokens (the pipeline takes hidden_states[-2]). Stand-in: 32×32 images, patch 8 -> 17.
+CLIP_VISION = dict(hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                   patch_size=8, projection_dim=16)  # fmt: skip
+# Wan2.1-I2V-14B-480P-Diffusers/transformer/config.json: in_channels 36 = 16 noisy latents + 4 mask channels (the
+# VAE's temporal factor) + 16 first-frame latents; image_dim = CLIP's hidden size; added_kv_proj_dim = inner dim.
+WAN_I2V_TRANSFORMER = dict(
+    WAN_TRANSFORMER,
+    in_channels=16 + 4 + 16,
+    image_dim=CLIP_VISION["hidden_size"],  # 1280
+    added_kv_proj_dim=WAN_TRANSFORMER["num_attention_heads"] * WAN_TRANSFORMER["attention_head_dim"],  # 5120
+)
+# Wan2.1-I2V-14B-480P-Diffusers/image_processor/preprocessor_config.json at the stand-in's image size (224 there)
+CLIP_IMAGE_PROCESSOR = dict(
+    do_resize=True, size={"shortest_edge": CLIP_VISION["image_size"]}, resample=3, do_center_crop=True,
+    crop_size={"height": CLIP_VISION["image_size"], "width": CLIP_VISION["image_size"]}, do_rescale=True,
+    rescale_factor=1 / 255, do_normalize=True, do_convert_rgb=True,
+    image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+)  # fmt: skip
+# Wan2.1-I2V-14B-480P-Diffusers/scheduler/scheduler_config.json: UniPC, flow_shift 3.0 (as the T2V folder)
+WAN_I2V_SCHEDULER = dict(WAN_SCHEDULER)
+
+
+def write_wan_i2v_standin(root: Path, seed: int = 0) -> Path:
+    """A random tiny ``Wan2.1-I2V-14B-480P-Diffusers`` written by ``diffusers.WanImageToVideoPipeline.save_pretrained``.
+
+    The T2V stand-in's umT5, tokenizer, VAE and transformer sizes, plus what Wan 2.1 I2V adds: the transformer
+    takes 36 input channels and attends to CLIP image tokens (:data:`WAN_I2V_TRANSFORMER`), ``image_encoder/`` is
+    a 2-layer ``CLIPVisionModel`` of 32×32 images (:data:`CLIP_VISION`, 17 tokens of width 24) and
+    ``image_processor/`` its ``CLIPImageProcessor`` (:data:`CLIP_IMAGE_PROCESSOR`). ~1.5 MB.
+
+    Wan's cross-attention splits the context as ``[image tokens, 512 text tokens]`` (diffusers'
+    ``WanAttnProcessor`` hard-codes 512): prompts must be encoded at ``max_length=512``, as the pipeline does.
+    """
+    from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    root = Path(root)
+    tokenizer = build_umt5_tokenizer(root / "_spiece")
+    text_encoder = build_umt5_encoder(len(tokenizer), seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 1)
+        transformer = WanTransformer3DModel(**WAN_I2V_TRANSFORMER).eval()
+        torch.manual_seed(seed + 3)
+        image_encoder = CLIPVisionModel(CLIPVisionConfig(**CLIP_VISION)).eval()
+    pipe = WanImageToVideoPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=build_wan_vae(seed + 2),
+        scheduler=UniPCMultistepScheduler(**WAN_I2V_SCHEDULER), image_encoder=image_encoder,
+        image_processor=CLIPImageProcessor(**CLIP_IMAGE_PROCESSOR), transformer=transformer,
+    )  # fmt: skip
+    pipe.save_pretrained(root)
+    # transformers 5.x names the class it fell back to (CLIPImageProcessorPil without torchvision); the real folder
+    # says CLIPImageProcessor, which loads the torchvision backend where it is installed and the PIL one otherwise
+    index = json.loads((root / "model_index.json").read_text())
+    index["image_processor"] = ["transformers", "CLIPImageProcessor"]
+    (root / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    (root / "tokenizer" / "spiece.model").write_bytes((root / "_spiece" / "spiece.model").read_bytes())  # as Wan
+    for f in (root / "_spiece").iterdir():
+        f.unlink()
+    (root / "_spiece").rmdir()
+    return root
+
+
+def standin_image(size: int = 32, index: int = 0):
+    """A ``size``×``size`` RGB ``PIL.Image`` cut from a photograph (the I2V first frame)."""
+    from PIL import Image
+
+    return Image.fromarray(panned_clip(index, 1, size, size)[0])
+
+
+def check_wan_i2v_standin(root: Path) -> np.ndarray:
+    """Load ``root`` with ``diffusers.WanImageToVideoPipeline.from_pretrained`` and sample 2 steps of a 5×32×32
+    clip from a 32×32 image: proof that the folder is a real Wan I2V pipeline. Returns ``[5, 32, 32, 3]`` in [0, 1]."""
+    from diffusers import WanImageToVideoPipeline
+
+    pipe = WanImageToVideoPipeline.from_pretrained(root, local_files_only=True)
+    out = pipe(image=standin_image(32), prompt="a red car drives over the bridge", negative_prompt="", height=32,
+               width=32, num_frames=5, num_inference_steps=2, guidance_scale=3.0, output_type="np",
                generator=torch.Generator().manual_seed(0))  # fmt: skip
     return out.frames[0]
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..builders import build_dataset, build_latent_codec, build_text, collate
+from ..conditioning import I2VConditioner, build_image_encoder, context_of
 from ..config import ExperimentConfig
 from ..rollout import seeded_renoise, stream_generate
 from ..runs import STAGE_NOTEBOOKS, find_runs, load_run_model, resolve_run, run_summary
@@ -166,6 +167,8 @@ class EvalInputs:
     noise: torch.Tensor  # [B, C, F_gen, H, W] noise of the training-length clip (every run gets the same)
     long_noise: torch.Tensor | None  # [B, C, factor × F_gen, H, W]; its first F_gen frames are ``noise``
     seed: int
+    condition: dict  # Wan I2V inputs of the clips (model.i2v = wan_i2v; {} for context_frame)
+    long_condition: dict  # the same for the long rollout's length
 
 
 def eval_inputs(cfg: ExperimentConfig, num_clips: int, long_video_factor: int, seed: int) -> EvalInputs:
@@ -175,6 +178,7 @@ def eval_inputs(cfg: ExperimentConfig, num_clips: int, long_video_factor: int, s
         raise ValueError(f"num_clips must lie in 1..{len(test)} (the preset's test clips), got {num_clips}")
     batch = collate([test[i] for i in range(num_clips)])
     text_encoder, codec = build_text(cfg), build_latent_codec(cfg)
+    conditioner = I2VConditioner(cfg, codec, build_image_encoder(cfg))  # image encoder: once per clip
     ctx = cfg.chunking.context_frames
     with torch.no_grad():
         latents = codec.encode(batch["video"])
@@ -182,11 +186,14 @@ def eval_inputs(cfg: ExperimentConfig, num_clips: int, long_video_factor: int, s
         empty = text_encoder.encode([""])[0].expand_as(text)
     gen_shape = (latents.shape[0], latents.shape[1], latents.shape[2] - ctx, *latents.shape[3:])
     noise = torch.randn(gen_shape, generator=torch.Generator().manual_seed(seed))
-    long_noise = None
+    long_noise, long_condition = None, {}
+    condition = conditioner(batch["first_frame"])
     if long_video_factor >= 2:  # extra noise from its own stream: the short clip does not depend on the factor
         extra = (*gen_shape[:2], gen_shape[2] * (long_video_factor - 1), *gen_shape[3:])
         long_noise = torch.cat([noise, torch.randn(extra, generator=torch.Generator().manual_seed(seed + 1))], 2)
-    return EvalInputs(batch, latents, text, empty, noise, long_noise, seed)
+        long_pixel_frames = 1 + cfg.temporal_factor * (ctx + long_noise.shape[2] - 1)
+        long_condition = conditioner(batch["first_frame"], long_pixel_frames)
+    return EvalInputs(batch, latents, text, empty, noise, long_noise, seed, condition, long_condition)
 
 
 # ---- generation ---------------------------------------------------------------------------------------
@@ -205,20 +212,23 @@ def generate_latents(
     the first batch."""
     ctx, layout = cfg.chunking.context_frames, cfg.chunk_layout()
     noise_all = inputs.long_noise if long else inputs.noise
+    condition_all = inputs.long_condition if long else inputs.condition
     outputs, counter = [], None
     for start in range(0, noise_all.shape[0], batch_size):
         rows = slice(start, start + batch_size)
-        context = inputs.latents[rows, :, :ctx].to(device)
+        context = context_of(inputs.latents[rows], ctx)
+        context = context.to(device) if context is not None else None
+        condition = {k: v[rows].to(device) for k, v in condition_all.items()}
         text, noise = inputs.text[rows].to(device), noise_all[rows].to(device)
         with PassCounter(model, noise.shape[0]) as count:
             if plan.kind == "teacher":
                 s = cfg.sampling
                 out = sample_i2v(model, context, text, ctx + noise.shape[2], s.teacher_steps, s.shift,
                                  uncond_text=inputs.empty_text[rows].to(device), guidance_scale=s.guidance_scale,
-                                 sampler=s.teacher_sampler, noise=noise)  # fmt: skip
+                                 sampler=s.teacher_sampler, noise=noise, condition=condition)  # fmt: skip
             else:
                 sigmas = torch.tensor(plan.sigmas).to(noise)
-                out = stream_generate(model, layout, text, noise, sigmas, context=context if ctx else None,
+                out = stream_generate(model, layout, text, noise, sigmas, context=context, condition=condition,
                                       renoise=seeded_renoise(inputs.seed + 2 + start)).video  # fmt: skip
         counter = counter or count
         outputs.append(out.float().cpu())
@@ -262,12 +272,15 @@ def make_suite(
     fps: float | None = None,
     device: str = "cpu",
     grid_period: int | None = None,
+    aesthetic_clip_dir: str | None = None,
+    aesthetic_head_path: str | None = None,
 ) -> MetricSuite:
     """A MetricSuite whose roles use the published backbone where a local path is given, else the offline one.
 
-    ``flow``: "DIS" | "Farneback" (OpenCV) | "RAFT" (needs ``raft_path``).
+    ``flow``: "DIS" | "Farneback" (OpenCV) | "RAFT" (needs ``raft_path``). Aesthetic Quality needs both
+    ``aesthetic_clip_dir`` (CLIP ViT-L/14) and ``aesthetic_head_path`` (the LAION head), or neither.
     """
-    from .metrics import OpenCVFlow, load_clip, load_dino, load_dreamsim, load_musiq, load_raft
+    from .metrics import OpenCVFlow, load_aesthetic, load_clip, load_dino, load_dreamsim, load_musiq, load_raft
 
     if flow == "RAFT" and raft_path is None:
         raise ValueError("flow='RAFT' needs raft_path (local RAFT weights)")
@@ -277,6 +290,10 @@ def make_suite(
         flow_estimator = OpenCVFlow(flow)
     else:
         raise ValueError(f"flow must be 'DIS', 'Farneback' or 'RAFT', got {flow!r}")
+    if (aesthetic_clip_dir is None) != (aesthetic_head_path is None):
+        raise ValueError("Aesthetic Quality needs both aesthetic_clip_dir (CLIP ViT-L/14) and aesthetic_head_path "
+                         "(LAION head weights), or neither (offline stand-in)")  # fmt: skip
+    aesthetic = load_aesthetic(aesthetic_clip_dir, aesthetic_head_path, device=device) if aesthetic_clip_dir else None
     return MetricSuite(
         subject=load_dino(dino_dir, device=device) if dino_dir else None,
         background=load_clip(clip_dir, device=device) if clip_dir else None,
@@ -285,6 +302,7 @@ def make_suite(
         i2v_background=load_dreamsim(dreamsim_dir, device=device) if dreamsim_dir else None,
         fps=fps,
         grid_period=grid_period,
+        aesthetic=aesthetic,
     )
 
 
@@ -296,7 +314,7 @@ def patch_grid_pixels(cfg: ExperimentConfig) -> int:
 
 
 def suite_backbones(suite: MetricSuite) -> dict[str, str]:
-    roles = ("subject", "background", "flow", "quality", "i2v_subject", "i2v_background")
+    roles = ("subject", "background", "flow", "quality", "aesthetic", "i2v_subject", "i2v_background")
     return {role: getattr(suite, role).name for role in roles}
 
 

@@ -119,9 +119,15 @@ class VideoDiscriminator(nn.Module):
         return cls(backbone.train(), **kwargs)
 
     def forward(
-        self, noisy_video: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor
+        self,
+        noisy_video: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        condition: dict | None = None,
     ) -> torch.Tensor:
-        """noisy_video ``[B, C, F, H, W]`` at ``timestep`` ``[B]`` (0..1000) -> logits ``[B]`` or ``[B, F]``."""
+        """noisy_video ``[B, C, F, H, W]`` at ``timestep`` ``[B]`` (0..1000) -> logits ``[B]`` or ``[B, F]``.
+
+        ``condition``: Wan I2V inputs of the clip for a backbone initialised from a Wan I2V model (model.i2v)."""
         num_frames = noisy_video.shape[2]
         features: dict[int, torch.Tensor] = {}
         hooks = [
@@ -132,7 +138,12 @@ class VideoDiscriminator(nn.Module):
         ]
         try:
             self.backbone(
-                noisy_video, timestep, encoder_hidden_states, chunk_layout=self.chunk_layout, return_dict=False
+                noisy_video,
+                timestep,
+                encoder_hidden_states,
+                chunk_layout=self.chunk_layout,
+                return_dict=False,
+                **(condition or {}),
             )
         finally:
             for hook in hooks:

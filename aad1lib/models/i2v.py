@@ -8,8 +8,9 @@ Read from diffusers' ``WanImageToVideoPipeline`` (``prepare_latents``, ``encode_
   encoding of a clip that is the first frame followed by black (zero) frames. The model input is
   ``concat([noisy latents, condition], dim=1)`` (16 + 4 + 16 = 36 channels for Wan 2.1 I2V); every frame,
   the first included, is generated.
-- CLIP image tokens: the image encoder's penultimate hidden states of the first frame, preprocessed by the
-  checkpoint's ``CLIPImageProcessor``; they go in as ``encoder_hidden_states_image``.
+- CLIP image tokens: the image encoder's penultimate hidden states of the first frame (as uint8, like the
+  pipeline's PIL image), preprocessed by the checkpoint's ``CLIPImageProcessor``; they go in as
+  ``encoder_hidden_states_image``.
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ class CLIPImageEncoder(nn.Module):
     @torch.no_grad()
     def encode(self, first_frame: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` in [-1, 1] -> ``[B, tokens, hidden]`` (the penultimate layer, as Wan's pipeline)."""
-        images = ((first_frame.float() + 1) / 2).clamp(0, 1).cpu()  # [0, 1]: the processor must not rescale
-        pixels = self.processor(images=list(images), return_tensors="pt", do_rescale=False).pixel_values
+        # uint8, as the pipeline's PIL image: the processor's PIL path truncates float input to uint8 itself
+        images = ((first_frame.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+        pixels = self.processor(images=list(images), return_tensors="pt").pixel_values  # rescales by 1/255
         param = next(self.model.parameters())
         out = self.model(pixel_values=pixels.to(param.device, param.dtype), output_hidden_states=True)
         return out.hidden_states[-2]

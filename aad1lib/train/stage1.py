@@ -19,11 +19,12 @@ from diffusers.optimization import get_scheduler
 
 from .. import flow
 from ..builders import build_dataset, build_latent_codec, build_text, collate
+from ..conditioning import I2VConditioner, build_image_encoder, context_of
 from ..config import ExperimentConfig
 from ..losses import ode_regression_loss
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..ode_pairs import ODEPairsDataset, generate_ode_pairs
-from ..rollout import seeded_renoise, stream_generate
+from ..rollout import CONDITION_KWARGS, seeded_renoise, stream_generate
 from ..runs import load_run_model
 from .loop import TrainLoop
 from .run_folder import RunFolder
@@ -84,6 +85,7 @@ def train_stage1(
     device, s1 = loop.device, cfg.stage1
     text_encoder = loop.add_frozen(build_text(cfg, loop.compute_dtype))
     codec = loop.add_frozen(build_latent_codec(cfg), dtype=torch.float32)  # Wan runs its VAE in fp32
+    conditioner = I2VConditioner(cfg, codec, loop.add_frozen_or_none(build_image_encoder(cfg, loop.compute_dtype)))
     ctx = cfg.chunking.context_frames
     teacher = load_run_model(teacher_run)  # fp32 on the CPU: the student's master weights start from it
     student = copy.deepcopy(teacher).requires_grad_(True)
@@ -96,7 +98,8 @@ def train_stage1(
         generate_ode_pairs(pairs_dir, teacher, build_dataset(cfg, "train"), text_encoder, codec, s1.ode_pairs,
                            s1.ode_steps, s1.target_steps, cfg.sampling.shift, cfg.sampling.guidance_scale, ctx,
                            s1.shard_size, cfg.train.batch_size, cfg.seed, progress=loop.is_main,
-                           rank=loop.accelerator.process_index, world_size=loop.accelerator.num_processes)  # fmt: skip
+                           rank=loop.accelerator.process_index, world_size=loop.accelerator.num_processes,
+                           conditioner=conditioner)  # fmt: skip
     loop.accelerator.wait_for_everyone()
     del teacher  # Stage I needs the teacher only for its trajectories
     ode_seconds = time.time() - tic
@@ -123,9 +126,10 @@ def train_stage1(
         x0 = torch.stack([r["x0"] for r in rows]).to(device)
         level = loop.local(draw_chunk_levels(cfg.train.batch_size, len(target_sigmas), chunk_index, level_gen))
         x, sigma = diffusion_forcing_inputs(states, x0, target_sigmas.to(device), chunk_index, ctx, level)
+        condition = {k: torch.stack([r[k] for r in rows]).to(device) for k in CONDITION_KWARGS if k in rows[0]}
         with torch.no_grad():
             text = text_encoder.encode([r["prompt"] for r in rows])[0]
-        v = student(x, flow.sigma_to_timestep(sigma), text, chunk_layout=layout, return_dict=False)[0]
+        v = student(x, flow.sigma_to_timestep(sigma), text, chunk_layout=layout, return_dict=False, **condition)[0]
         loss = ode_regression_loss(flow.x0_from_velocity(x, v, sigma), x0, frame_mask)
         grad_norm = loop.optimize("student", loss)
         return dict(loss=loss.item(), grad_norm=grad_norm or 0.0)
@@ -134,7 +138,7 @@ def train_stage1(
 
     def sample_fn(done_steps: int) -> None:  # every rank runs the model (FSDP2 needs all), rank 0 writes
         groups = sample_student(cfg, loop.unwrap("student"), text_encoder, codec, fixed, target_sigmas,
-                                steps=(s1.target_steps, 1))  # fmt: skip
+                                steps=(s1.target_steps, 1), conditioner=conditioner)  # fmt: skip
         if loop.is_main:
             named = {f"{k} {i}": v for k, videos in groups.items() for i, v in enumerate(videos)}
             save_samples(loop.run.samples_dir / f"step-{done_steps:07d}", named, cfg.data.fps, f"step {done_steps}")
@@ -151,11 +155,13 @@ def train_stage1(
 
 
 @torch.no_grad()
-def sample_student(cfg, student, text_encoder, codec, batch, target_sigmas, steps=(4, 1), generator=None) -> dict:
+def sample_student(cfg, student, text_encoder, codec, batch, target_sigmas, steps=(4, 1), generator=None,
+                   conditioner: I2VConditioner | None = None) -> dict:  # fmt: skip
     """Chunk-by-chunk samples of the causal student at each step count: ``{"4-step": [B, 3, F, H, W], ...}``."""
     device = next(student.parameters()).device
     ctx = cfg.chunking.context_frames
     latents = codec.encode(batch["video"].to(device))
+    condition = (conditioner or I2VConditioner(cfg, codec))(batch["first_frame"].to(device))
     text = text_encoder.encode(batch["prompt"])[0]
     gen = generator or torch.Generator().manual_seed(cfg.seed)
     noise = torch.randn(latents[:, :, ctx:].shape, generator=gen).to(latents)
@@ -165,8 +171,8 @@ def sample_student(cfg, student, text_encoder, codec, batch, target_sigmas, step
     for k in steps:
         k = min(k, len(target_sigmas))
         sigmas = student_sigmas(target_sigmas, k).to(latents)
-        video = stream_generate(student, cfg.chunk_layout(), text, noise, sigmas, context=latents[:, :, :ctx],
-                                renoise=seeded_renoise(cfg.seed + 1)).video  # fmt: skip
+        video = stream_generate(student, cfg.chunk_layout(), text, noise, sigmas, context=context_of(latents, ctx),
+                                renoise=seeded_renoise(cfg.seed + 1), condition=condition).video  # fmt: skip
         out[f"{k}-step"] = codec.decode(video).clamp(-1, 1)
     student.train(was_training)
     return out

@@ -28,6 +28,7 @@ import torch
 
 from .. import flow
 from ..builders import build_dataset, build_latent_codec, build_text, collate
+from ..conditioning import I2VConditioner, build_image_encoder, context_of
 from ..config import ExperimentConfig
 from ..losses import dmd_loss, flow_matching_loss
 from ..models.causal_wan import CausalWanTransformer3DModel
@@ -58,7 +59,7 @@ def per_frame_sigma(sigma: torch.Tensor, num_frames: int, context_frames: int) -
 
 
 @torch.no_grad()
-def teacher_denoising_loss(teacher, video, text, context_frames, seed: int = 0) -> float:
+def teacher_denoising_loss(teacher, video, text, context_frames, seed: int = 0, condition: dict | None = None) -> float:
     """Mean flow-matching loss of the teacher on ``video`` at :data:`VAL_SIGMAS` (fixed noise): how well
     the clip sits on the teacher's distribution. Real data and teacher samples score low."""
     gen = torch.Generator().manual_seed(seed)
@@ -67,7 +68,8 @@ def teacher_denoising_loss(teacher, video, text, context_frames, seed: int = 0) 
     for level in VAL_SIGMAS:
         noise = torch.randn(video.shape, generator=gen).to(video)
         sigma = per_frame_sigma(torch.full((video.shape[0],), level), video.shape[2], context_frames).to(video)
-        v = teacher(flow.add_noise(video, noise, sigma), flow.sigma_to_timestep(sigma), text, return_dict=False)[0]
+        x_t = flow.add_noise(video, noise, sigma)
+        v = teacher(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **(condition or {}))[0]
         losses.append(flow_matching_loss(v, video, noise, mask).item())
     return sum(losses) / len(losses)
 
@@ -105,6 +107,7 @@ def train_stage2(
     critic = loop.add_model(
         "critic", critic, lambda params: torch.optim.AdamW(params, s2.lr_critic, betas=betas, weight_decay=0.0)
     )
+    conditioner = I2VConditioner(cfg, codec, loop.add_frozen_or_none(build_image_encoder(cfg, loop.compute_dtype)))
     train_set = build_dataset(cfg, "train")
     empty = text_encoder.encode([""])[0]
     latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)
@@ -116,16 +119,18 @@ def train_stage2(
         with torch.no_grad():
             latents = codec.encode(batch["video"].to(device))
             text = text_encoder.encode(batch["prompt"])[0]
+            condition = conditioner(batch["first_frame"].to(device))
         noise = loop.local(torch.randn((n, latent_shape[0], frames - ctx, *latent_shape[2:]), generator=gen))
-        return latents, text, noise.to(latents)
+        return latents, text, noise.to(latents), condition
 
     def rollout(gen, grad_step=None):
-        latents, text, noise = draw_batch(gen)
+        latents, text, noise, condition = draw_batch(gen)
         forced = latents[:, :, ctx:] if s2.rollout == "teacher_forced" else None
         seed = int(torch.randint(2**62, (1,), generator=gen))
-        out = stream_generate(generator, layout, text, noise, sigmas, context=latents[:, :, :ctx],
-                              grad_step=grad_step, forced_frames=forced, renoise=seeded_renoise(seed))  # fmt: skip
-        return out.video, text
+        out = stream_generate(generator, layout, text, noise, sigmas, context=context_of(latents, ctx),
+                              grad_step=grad_step, forced_frames=forced, renoise=seeded_renoise(seed),
+                              condition=condition)  # fmt: skip
+        return out.video, text, condition
 
     def noised(x, gen):
         sigma = loop.local(flow.sample_timesteps(n, generator=gen, shift=cfg.sampling.shift, t_min=s2.t_min,
@@ -138,6 +143,7 @@ def train_stage2(
     val = collate([build_dataset(cfg, "test")[i] for i in range(s2.num_val_clips)])
     val_latents = codec.encode(val["video"].to(device))
     val_text = text_encoder.encode(val["prompt"])[0]
+    val_condition = conditioner(val["first_frame"].to(device))
     val_noise = torch.randn(val_latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed)).to(
         val_latents
     )
@@ -145,16 +151,17 @@ def train_stage2(
     best = json.loads(best_file.read_text()) if best_file.exists() else {"value": None, "step": None, "evals_since": 0}
 
     @torch.no_grad()
-    def student_samples(model, noise=val_noise, latents=val_latents, text=val_text):
+    def student_samples(model, noise=val_noise, latents=val_latents, text=val_text, condition=val_condition):
         was = model.training
         model.eval()
-        out = stream_generate(model, layout, text, noise, sigmas, context=latents[:, :, :ctx],
-                              renoise=seeded_renoise(cfg.seed + 1)).video  # fmt: skip
+        out = stream_generate(model, layout, text, noise, sigmas, context=context_of(latents, ctx),
+                              renoise=seeded_renoise(cfg.seed + 1), condition=condition).video  # fmt: skip
         model.train(was)
         return out
 
     def validate(step: int) -> dict[str, float]:
-        value = teacher_denoising_loss(teacher, student_samples(loop.unwrap("generator")), val_text, ctx, cfg.seed)
+        value = teacher_denoising_loss(teacher, student_samples(loop.unwrap("generator")), val_text, ctx, cfg.seed,
+                                       val_condition)  # fmt: skip
         if best["value"] is None or value < best["value"]:
             best.update(value=value, step=step, evals_since=0)
             loop.export_model("generator", loop.run.path / "best_model", use_ema=False)
@@ -172,19 +179,19 @@ def train_stage2(
         critic_losses = []
         for _ in range(s2.critic_steps):
             with torch.no_grad():
-                x, text = rollout(gen)
+                x, text, condition = rollout(gen)
             x_t, sigma, noise = noised(x, gen)
-            v = critic(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False)[0]
+            v = critic(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **condition)[0]
             loss_c = flow_matching_loss(v, x, noise, frame_mask)
             loop.optimize("critic", loss_c)
             critic_losses.append(loss_c.item())
         # (b) generator: DMD through the rollout's exit step
         exit_step = int(torch.randint(s2.student_steps, (1,), generator=gen))
-        x, text = rollout(gen, grad_step=exit_step)
+        x, text, condition = rollout(gen, grad_step=exit_step)
         x_t, sigma, _ = noised(x.detach(), gen)
         with torch.no_grad():
-            v_real = guided_velocity(teacher, x_t, sigma, text, empty.expand_as(text), s2.guidance_scale)
-            v_fake = critic(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False)[0]
+            v_real = guided_velocity(teacher, x_t, sigma, text, empty.expand_as(text), s2.guidance_scale, **condition)
+            v_fake = critic(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **condition)[0]
         x0_real, x0_fake = flow.x0_from_velocity(x_t, v_real, sigma), flow.x0_from_velocity(x_t, v_fake, sigma)
         loss_g, grad = dmd_loss(x, x0_real, x0_fake, frame_mask)
         grad_norm = loop.optimize("generator", loss_g)
@@ -194,10 +201,12 @@ def train_stage2(
     fixed = collate([build_dataset(cfg, "test")[i] for i in range(s2.num_samples)])
     fixed_latents = codec.encode(fixed["video"].to(device))
     fixed_text = text_encoder.encode(fixed["prompt"])[0]
+    fixed_condition = conditioner(fixed["first_frame"].to(device))
     fixed_noise = torch.randn(fixed_latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed + 7))
 
     def sample_fn(done_steps: int) -> None:  # every rank runs the model (FSDP2 needs all), rank 0 writes
-        video = student_samples(loop.unwrap("generator"), fixed_noise.to(fixed_latents), fixed_latents, fixed_text)
+        video = student_samples(loop.unwrap("generator"), fixed_noise.to(fixed_latents), fixed_latents, fixed_text,
+                                fixed_condition)  # fmt: skip
         if loop.is_main:
             video = codec.decode(video).clamp(-1, 1)
             named = {f"{s2.student_steps}-step {i}": v for i, v in enumerate(video)}
@@ -247,15 +256,16 @@ def before_after(cfg: ExperimentConfig, result: Stage2Run, num_clips: int) -> tu
     latents = codec.encode(batch["video"])
     text = text_encoder.encode(batch["prompt"])[0]
     noise = torch.randn(latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed + 11))
+    condition = I2VConditioner(cfg, codec, build_image_encoder(cfg))(batch["first_frame"])
     rows = {"data": latents}
     for name, model in [("Stage I", before), ("Stage II", result.model.cpu().eval())]:
-        rows[name] = stream_generate(model, layout, text, noise, result.sigmas, context=latents[:, :, :ctx],
-                                     renoise=seeded_renoise(cfg.seed + 1)).video  # fmt: skip
+        rows[name] = stream_generate(model, layout, text, noise, result.sigmas, context=context_of(latents, ctx),
+                                     renoise=seeded_renoise(cfg.seed + 1), condition=condition).video  # fmt: skip
     table = {}
     for name, video in rows.items():
         pixels = codec.decode(video).clamp(-1, 1)
         table[name] = {
-            "teacher denoising loss": teacher_denoising_loss(teacher, video, text, ctx, cfg.seed),
+            "teacher denoising loss": teacher_denoising_loss(teacher, video, text, ctx, cfg.seed, condition),
             "flow px/frame (DIS)": motion_comparison(pixels, batch["video"])["flow_px_generated"],
         }
         rows[name] = pixels

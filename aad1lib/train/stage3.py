@@ -21,12 +21,13 @@ import torch
 
 from .. import flow
 from ..builders import build_dataset, build_latent_codec, build_text, collate
+from ..conditioning import I2VConditioner, build_image_encoder, context_of
 from ..config import ExperimentConfig
 from ..losses import approximate_r1, discriminator_loss, generator_adversarial_loss
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..models.discriminator import VideoDiscriminator
 from ..ode_pairs import ODEPairsDataset
-from ..rollout import seeded_renoise, stream_generate
+from ..rollout import CONDITION_KWARGS, seeded_renoise, stream_generate
 from ..runs import load_run_model, run_summary
 from .loop import DivergenceError, TrainLoop
 from .run_folder import RunFolder
@@ -104,6 +105,8 @@ def train_stage3(
         ),  # fmt: skip
     )
 
+    conditioner = I2VConditioner(cfg, codec, loop.add_frozen_or_none(build_image_encoder(cfg, loop.compute_dtype)))
+
     # real clips: the dataset, or teacher samples (Stage I's ODE endpoints, same first frames and captions)
     if s3.real_source == "teacher":
         pool = ODEPairsDataset(stage1_run.path / "ode_pairs")
@@ -123,16 +126,20 @@ def train_stage3(
                 rows = [pool[i] for i in idx]
                 real = torch.stack([r["x0"] for r in rows]).to(device)
                 prompts = [r["prompt"] for r in rows]
+                condition = {k: torch.stack([r[k] for r in rows]).to(device) for k in CONDITION_KWARGS if k in rows[0]}
             else:
                 batch = collate([pool[i] for i in idx])
                 real, prompts = codec.encode(batch["video"].to(device)), batch["prompt"]
+                condition = conditioner(batch["first_frame"].to(device))
             text = text_encoder.encode(prompts)[0]
         return dict(real=real, text=text, noise=noise.to(real), sigma=loop.local(sigma).to(real),
-                    d_noise=loop.local(d_noise.transpose(0, 1)).transpose(0, 1).to(real), seed=seed)  # fmt: skip
+                    d_noise=loop.local(d_noise.transpose(0, 1)).transpose(0, 1).to(real), seed=seed,
+                    condition=condition)  # fmt: skip
 
     def rollout(b, grad: bool):
-        out = stream_generate(generator, layout, b["text"], b["noise"], sigmas, context=b["real"][:, :, :ctx],
-                              grad_step=0 if grad else None, renoise=seeded_renoise(b["seed"]))  # fmt: skip
+        out = stream_generate(generator, layout, b["text"], b["noise"], sigmas, context=context_of(b["real"], ctx),
+                              grad_step=0 if grad else None, renoise=seeded_renoise(b["seed"]),
+                              condition=b["condition"])  # fmt: skip
         return out.video
 
     def critic_inputs(b, fake):
@@ -153,12 +160,13 @@ def train_stage3(
                 fake = rollout(b, grad=False)
             real_t, fake_t, t = critic_inputs(b, fake)
             loop.optimizers["discriminator"].zero_grad(set_to_none=True)  # drop grads left by the G update
-            logits_real, logits_fake = disc(real_t, t, b["text"]), disc(fake_t, t, b["text"])
+            c = b["condition"]
+            logits_real, logits_fake = disc(real_t, t, b["text"], c), disc(fake_t, t, b["text"], c)
             loss_d = discriminator_loss(logits_real, logits_fake)
             r1 = r2 = torch.zeros((), device=device)
             if s3.lam > 0:
-                r1 = approximate_r1(disc, real_t, logits_real, s3.r1_sigma, t, b["text"], eps=b["d_noise"][2])
-                r2 = approximate_r1(disc, fake_t, logits_fake, s3.r1_sigma, t, b["text"], eps=b["d_noise"][3])
+                r1 = approximate_r1(disc, real_t, logits_real, s3.r1_sigma, t, b["text"], c, eps=b["d_noise"][2])
+                r2 = approximate_r1(disc, fake_t, logits_fake, s3.r1_sigma, t, b["text"], c, eps=b["d_noise"][3])
             loop.optimize("discriminator", loss_d + s3.lam * (r1 + r2))
             logs.update(d_loss=loss_d.item(), r1=r1.item(), r2=r2.item(), d_real=logits_real.mean().item(),
                         d_fake=logits_fake.mean().item())  # fmt: skip
@@ -167,7 +175,7 @@ def train_stage3(
             b = draw(gen)
             fake = rollout(b, grad=True)
             _, fake_t, t = critic_inputs(b, fake)
-            loss_g = generator_adversarial_loss(disc(fake_t, t, b["text"]))
+            loss_g = generator_adversarial_loss(disc(fake_t, t, b["text"], b["condition"]))
             logs["g_grad_norm"] = loop.optimize("generator", loss_g) or 0.0
             logs["g_loss"] = loss_g.item()
         # divergence guard: a discriminator that wins by a mile for many steps gives the generator nothing
@@ -185,12 +193,13 @@ def train_stage3(
     fixed = collate([build_dataset(cfg, "test")[i] for i in range(s3.num_samples)])
     fixed_latents = codec.encode(fixed["video"].to(device))
     fixed_text = text_encoder.encode(fixed["prompt"])[0]
+    fixed_condition = conditioner(fixed["first_frame"].to(device))
     fixed_noise = torch.randn(fixed_latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed + 7))
 
     def sample_fn(done_steps: int) -> None:  # every rank runs the model (FSDP2 needs all), rank 0 writes
         with torch.no_grad():
             video = stream_generate(loop.unwrap("generator"), layout, fixed_text, fixed_noise.to(fixed_latents),
-                                    sigmas, context=fixed_latents[:, :, :ctx],
+                                    sigmas, context=context_of(fixed_latents, ctx), condition=fixed_condition,
                                     renoise=seeded_renoise(cfg.seed + 1)).video  # fmt: skip
         if loop.is_main:
             named = {f"1-step {i}": v for i, v in enumerate(codec.decode(video).clamp(-1, 1))}
@@ -228,10 +237,11 @@ def motion_before_after(cfg: ExperimentConfig, result: Stage3Run, num_clips: int
     latents = codec.encode(batch["video"])
     text = text_encoder.encode(batch["prompt"])[0]
     noise = torch.randn(latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed + 11))
+    condition = I2VConditioner(cfg, codec, build_image_encoder(cfg))(batch["first_frame"])
     rows = {"data": batch["video"]}
     for name, model in [("before", before), ("after", result.model.cpu().eval())]:
-        video = stream_generate(model, cfg.chunk_layout(), text, noise, result.sigmas, context=latents[:, :, :ctx],
-                                renoise=seeded_renoise(cfg.seed + 1)).video  # fmt: skip
+        video = stream_generate(model, cfg.chunk_layout(), text, noise, result.sigmas, context=context_of(latents, ctx),
+                                renoise=seeded_renoise(cfg.seed + 1), condition=condition).video  # fmt: skip
         rows[name] = codec.decode(video).clamp(-1, 1)
     flows = {name: motion_comparison(video, batch["video"])["flow_px_generated"] for name, video in rows.items()}
     return rows, flows

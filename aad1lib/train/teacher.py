@@ -17,6 +17,7 @@ from diffusers.optimization import get_scheduler
 
 from .. import flow
 from ..builders import build_dataset, build_latent_codec, build_text, build_wan, collate
+from ..conditioning import I2VConditioner
 from ..config import ExperimentConfig
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..pretrained import check_pretrained_sizes
@@ -42,13 +43,14 @@ def teacher_loss(
     sigma: torch.Tensor,
     noise: torch.Tensor,
     context_frames: int,
+    condition: dict | None = None,
 ) -> torch.Tensor:
     """Flow-matching loss on ``latents`` ``[B, C, F, H, W]`` at ``sigma`` ``[B]``; the first
-    ``context_frames`` are clean context (timestep 0, no loss)."""
+    ``context_frames`` are clean context (timestep 0, no loss). ``condition``: Wan I2V inputs (model.i2v)."""
     sigma = sigma[:, None].repeat(1, latents.shape[2])  # [B, F]
     sigma[:, :context_frames] = 0.0
     x_t = flow.add_noise(latents, noise, sigma)
-    v = model(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False)[0]
+    v = model(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **(condition or {}))[0]
     target = flow.velocity_target(latents, noise)
     return F.mse_loss(v[:, :, context_frames:].float(), target[:, :, context_frames:].float())
 
@@ -76,6 +78,7 @@ def train_teacher(
 
     text_encoder = loop.add_frozen(build_text(cfg, loop.compute_dtype))
     codec = loop.add_frozen(build_latent_codec(cfg), dtype=torch.float32)  # Wan runs its VAE in fp32
+    conditioner = I2VConditioner(cfg, codec)  # trained teachers have no image encoder (image_dim is Wan's)
     ctx = cfg.chunking.context_frames
 
     train_set = build_dataset(cfg, "train")
@@ -104,14 +107,17 @@ def train_teacher(
         with torch.no_grad():
             latents = codec.encode(batch["video"].to(device))
             text = text_encoder.encode(prompts)[0]
-        loss = teacher_loss(model, latents, text, sigma.to(latents), noise.to(latents), ctx)
+            condition = conditioner(batch["first_frame"].to(device))
+        loss = teacher_loss(model, latents, text, sigma.to(latents), noise.to(latents), ctx, condition)
         grad_norm = loop.optimize("teacher", loss)
         return dict(loss=loss.item(), lr=loop.schedulers["teacher"].get_last_lr()[0], grad_norm=grad_norm or 0.0)
 
     fixed = collate([test_set[i] for i in range(min(cfg.teacher.num_samples, len(test_set)))])
 
     def sample_fn(done_steps: int) -> None:  # every rank runs the model (FSDP2 needs all), rank 0 writes
-        videos = sample_teacher(cfg, loop.unwrap("teacher"), text_encoder, codec, fixed, empty_text)
+        videos = sample_teacher(
+            cfg, loop.unwrap("teacher"), text_encoder, codec, fixed, empty_text, conditioner=conditioner
+        )
         if not loop.is_main:
             return
         named = {f"{i}-{s}": v for i, (s, v) in enumerate(zip(fixed["source"], videos, strict=True))}
@@ -133,21 +139,23 @@ def train_teacher(
 
 
 @torch.no_grad()
-def sample_teacher(cfg, model, text_encoder, codec, batch, empty_text=None, generator=None) -> torch.Tensor:
+def sample_teacher(cfg, model, text_encoder, codec, batch, empty_text=None, generator=None,
+                   conditioner: I2VConditioner | None = None) -> torch.Tensor:  # fmt: skip
     """Teacher samples (pixels ``[B, 3, F, H, W]``) from the batch's first frames and prompts, with CFG."""
     device = next(model.parameters()).device
     ctx = cfg.chunking.context_frames
-    latents = codec.encode(batch["video"][:, :, : max(1, ctx)].to(device))[:, :, :ctx]
+    first = codec.encode(batch["video"][:, :, :1].to(device))  # [B, C, 1, h, w]: the latent shape
     text = text_encoder.encode(batch["prompt"])[0]
     empty = (empty_text if empty_text is not None else text_encoder.encode([""])[0]).expand_as(text)
     gen = generator or torch.Generator().manual_seed(cfg.seed)
-    noise = torch.randn((latents.shape[0], latents.shape[1], cfg.latent_frames - ctx, *latents.shape[3:]),
-                        generator=gen).to(latents)  # fmt: skip
+    noise = torch.randn((first.shape[0], first.shape[1], cfg.latent_frames - ctx, *first.shape[3:]),
+                        generator=gen).to(first)  # fmt: skip
+    condition = (conditioner or I2VConditioner(cfg, codec))(batch["first_frame"].to(device))
     was_training = model.training
     model.eval()
-    out = sample_i2v(model, latents, text, cfg.latent_frames, cfg.sampling.teacher_steps, cfg.sampling.shift,
-                     uncond_text=empty, guidance_scale=cfg.sampling.guidance_scale,
-                     sampler=cfg.sampling.teacher_sampler, noise=noise)  # fmt: skip
+    out = sample_i2v(model, first[:, :, :ctx] if ctx else None, text, cfg.latent_frames, cfg.sampling.teacher_steps,
+                     cfg.sampling.shift, uncond_text=empty, guidance_scale=cfg.sampling.guidance_scale,
+                     sampler=cfg.sampling.teacher_sampler, noise=noise, condition=condition)  # fmt: skip
     model.train(was_training)
     return codec.decode(out).clamp(-1, 1)
 
