@@ -47,12 +47,17 @@ def build_wan(cfg: ExperimentConfig, seed: int | None = None) -> CausalWanTransf
     """A Wan transformer: the local checkpoint of ``model.pretrained``, else a seeded random init."""
     if cfg.model.pretrained:
         check_pretrained_sizes(cfg)  # the preset's model.* sizes must describe the checkpoint (planner, shapes)
-        root = Path(cfg.model.pretrained)
-        subfolder = None if (root / "config.json").exists() else "transformer"  # transformer folder or Wan root
-        return CausalWanTransformer3DModel.from_pretrained(root, subfolder=subfolder)
+        return load_wan(cfg.model.pretrained)
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed if seed is None else seed)
         return CausalWanTransformer3DModel(**cfg.wan_kwargs())
+
+
+def load_wan(path: str | Path, dtype: torch.dtype = torch.float32) -> CausalWanTransformer3DModel:
+    """A local Wan transformer: its own folder (``config.json``) or the ``transformer/`` of a Wan root."""
+    root = Path(path)
+    subfolder = None if (root / "config.json").exists() else "transformer"
+    return CausalWanTransformer3DModel.from_pretrained(root, subfolder=subfolder, torch_dtype=dtype)
 
 
 def collate(samples: list[dict]) -> dict:

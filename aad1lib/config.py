@@ -188,6 +188,10 @@ class Stage3Config:
     disc_taps: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0])  # query heads after these depths
     disc_queries: int = 4
     train_disc_backbone: bool = True  # False = frozen backbone, heads only
+    disc_pretrained: str | None = None  # D's backbone: a local Wan checkpoint (Wan presets: the T2V model, as the
+    #                                     paper) or None = the teacher's weights (CPU presets)
+    disc_condition: bool = True  # a backbone with Wan I2V's condition channels (an I2V teacher) sees the image
+    #                              condition; False = it sees zeros there (no first-frame hint)
     d_steps: int = 1  # discriminator updates per generator update
     d_warmup_steps: int = 0  # discriminator-only updates before the generator starts
     lr_generator: float = 1e-5

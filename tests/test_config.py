@@ -5,7 +5,7 @@ import pytest
 from aad1lib.config import ConfigError, available_presets, load_preset
 
 
-@pytest.mark.parametrize("preset", ["tiny", "demo", "wan2.1-1.3b", "wan2.1-14b"])
+@pytest.mark.parametrize("preset", ["tiny", "demo", "wan2.1-1.3b", "wan2.1-14b", "wan2.1-i2v-14b"])
 def test_every_preset_loads_and_splits_into_chunks(preset):
     assert preset in available_presets()
     cfg = load_preset(preset)
@@ -13,10 +13,15 @@ def test_every_preset_loads_and_splits_into_chunks(preset):
 
 
 def test_wan_presets_use_the_papers_chunking():
-    for preset in ["wan2.1-1.3b", "wan2.1-14b"]:
+    for preset in ["wan2.1-1.3b", "wan2.1-14b", "wan2.1-i2v-14b"]:
         cfg = load_preset(preset)
         assert cfg.chunking.frames_per_chunk == 3 and cfg.chunking.sink_frames >= 1
         assert cfg.chunking.window_frames is not None and cfg.model.pretrained
+    # T2V presets condition on a clean context frame; the I2V preset the Wan way, with D from the T2V backbone
+    assert [load_preset(p).model.i2v for p in ("wan2.1-1.3b", "wan2.1-14b")] == ["context_frame"] * 2
+    i2v = load_preset("wan2.1-i2v-14b")
+    assert (i2v.model.i2v, i2v.wan_kwargs()["in_channels"], i2v.latent_frames) == ("wan_i2v", 36, 21)
+    assert "T2V" in i2v.stage3.disc_pretrained and "I2V" in i2v.model.pretrained
 
 
 @pytest.mark.parametrize(

@@ -258,9 +258,10 @@ def test_wan_i2v_condition_in_pixel_space_is_the_mask_then_the_first_frame_then_
     assert torch.equal(condition[:, 1:, 1:], torch.zeros(2, 3, 3, 16, 16))
 
 
-def test_wan_i2v_shaped_preset_trains_stages_one_to_three(wan_i2v_standin, wan_video_folder, tmp_path):
+def test_wan_i2v_shaped_preset_trains_stages_one_to_three(wan_i2v_standin, wan_standin, wan_video_folder, tmp_path):
     """A Wan2.1-I2V-shaped preset (36-channel transformer, CLIP image encoder, Wan VAE, umT5, mp4 folder) through
-    teacher -> Stage I -> II -> III: the image encoder runs on every first frame, the condition goes everywhere."""
+    teacher -> Stage I -> II -> III: the image encoder runs on every first frame, the condition goes everywhere;
+    D's backbone comes from the T2V checkpoint (stage3.disc_pretrained), as in the paper."""
     import math
     import time
 
@@ -278,6 +279,7 @@ def test_wan_i2v_shaped_preset_trains_stages_one_to_three(wan_i2v_standin, wan_v
         tmp_path / "wan-i2v.yaml", wan_i2v_standin, folder, csv, name="wan-i2v-standin",
         model={"i2v": "wan_i2v"}, text={"max_length": 512},  # Wan I2V splits image/text tokens at 512
         chunking={"context_frames": 0, "frames_per_chunk": 1, "window_frames": 2},  # 3 latent frames, 3 chunks
+        stage3={"disc_pretrained": str(wan_standin)},
     )  # fmt: skip
     cfg = load_preset(preset)
     assert cfg.wan_kwargs()["in_channels"] == 36 and cfg.latent_frames == 3
@@ -295,4 +297,8 @@ def test_wan_i2v_shaped_preset_trains_stages_one_to_three(wan_i2v_standin, wan_v
     for result in runs[1:]:
         assert result.run.finished and result.model.config.in_channels == 36
         assert all(math.isfinite(v) for m in result.run.read_metrics() for v in m.values())
+    from safetensors.torch import load_file
+
+    disc = load_file(runs[3].run.latest_checkpoint() / "discriminator.safetensors")
+    assert disc["backbone.patch_embedding.weight"].shape[1] == 16  # the T2V backbone: latents only, no condition
     print("Wan-I2V-shaped preset, one process, wall seconds per stage:", {k: round(v, 1) for k, v in seconds.items()})

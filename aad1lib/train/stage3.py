@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .. import flow
-from ..builders import build_dataset, build_latent_codec, build_text, collate
+from ..builders import build_dataset, build_latent_codec, build_text, collate, load_wan
 from ..conditioning import I2VConditioner, build_image_encoder, context_of
 from ..config import ExperimentConfig
 from ..losses import approximate_r1, discriminator_loss, generator_adversarial_loss
@@ -87,9 +87,11 @@ def train_stage3(
     ctx, frames, layout = cfg.chunking.context_frames, cfg.latent_frames, cfg.chunk_layout()
     sigmas = sigmas.to(device)
 
-    teacher = load_run_model(teacher_run)
-    disc = build_discriminator(cfg, teacher)
-    del teacher
+    backbone = load_wan(s3.disc_pretrained) if s3.disc_pretrained else load_run_model(teacher_run)
+    disc = build_discriminator(cfg, backbone)
+    del backbone
+    # D sees the Wan I2V condition only if its backbone has the channels (an I2V teacher; not the T2V backbone)
+    disc_takes_condition = disc.backbone.config.in_channels > cfg.model.in_channels
     betas = (s3.beta1, s3.beta2)
     generator = loop.add_model(
         "generator",
@@ -149,6 +151,11 @@ def train_stage3(
         fake_t = flow.add_noise(fake, b["d_noise"][1], sigma)
         return real_t, fake_t, flow.sigma_to_timestep(sigma)
 
+    def disc_inputs(condition: dict) -> dict | None:
+        if not disc_takes_condition:
+            return None
+        return condition if s3.disc_condition else {k: torch.zeros_like(v) for k, v in condition.items()}
+
     saturated = {"count": 0}
 
     def step_fn(step: int, gen: torch.Generator) -> dict[str, float]:
@@ -160,7 +167,7 @@ def train_stage3(
                 fake = rollout(b, grad=False)
             real_t, fake_t, t = critic_inputs(b, fake)
             loop.optimizers["discriminator"].zero_grad(set_to_none=True)  # drop grads left by the G update
-            c = b["condition"]
+            c = disc_inputs(b["condition"])
             logits_real, logits_fake = disc(real_t, t, b["text"], c), disc(fake_t, t, b["text"], c)
             loss_d = discriminator_loss(logits_real, logits_fake)
             r1 = r2 = torch.zeros((), device=device)
@@ -175,7 +182,7 @@ def train_stage3(
             b = draw(gen)
             fake = rollout(b, grad=True)
             _, fake_t, t = critic_inputs(b, fake)
-            loss_g = generator_adversarial_loss(disc(fake_t, t, b["text"], b["condition"]))
+            loss_g = generator_adversarial_loss(disc(fake_t, t, b["text"], disc_inputs(b["condition"])))
             logs["g_grad_norm"] = loop.optimize("generator", loss_g) or 0.0
             logs["g_loss"] = loss_g.item()
         # divergence guard: a discriminator that wins by a mile for many steps gives the generator nothing
