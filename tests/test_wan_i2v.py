@@ -302,3 +302,25 @@ def test_wan_i2v_shaped_preset_trains_stages_one_to_three(wan_i2v_standin, wan_s
     disc = load_file(runs[3].run.latest_checkpoint() / "discriminator.safetensors")
     assert disc["backbone.patch_embedding.weight"].shape[1] == 16  # the T2V backbone: latents only, no condition
     print("Wan-I2V-shaped preset, one process, wall seconds per stage:", {k: round(v, 1) for k, v in seconds.items()})
+
+
+def test_speed_benchmark_times_the_image_encoder_once_per_clip(wan_i2v_standin, wan_video_folder, tmp_path):
+    from standins import write_wan_preset
+
+    from aad1lib.config import load_preset
+    from aad1lib.eval.speed import speed_benchmark
+    from aad1lib.models import CausalWanTransformer3DModel, CLIPImageEncoder
+
+    folder, csv = wan_video_folder
+    preset = write_wan_preset(tmp_path / "i2v.yaml", wan_i2v_standin, folder, csv, name="wan-i2v-standin",
+                              model={"i2v": "wan_i2v"}, text={"max_length": 512},
+                              chunking={"context_frames": 0, "frames_per_chunk": 1, "window_frames": 2})  # fmt: skip
+    cfg = load_preset(preset)
+    model = CausalWanTransformer3DModel.from_pretrained(wan_i2v_standin, subfolder="transformer").eval()
+    encoder = CLIPImageEncoder.from_pretrained(wan_i2v_standin)
+    result = speed_benchmark(cfg, {"AAD-1": (model, "causal", 1), "teacher": (model, "teacher", 2)}, lengths=(1,),
+                             repeats=2, image_encoder=encoder)  # fmt: skip
+    for row in result["rows"]:
+        clip_ms = row["per_chunk_ms"] * row["chunks"]
+        assert 0 < row["image_encoder_ms"] < clip_ms, row  # inside the clip's time, once
+        print(f"{row['name']}: image encoder {row['image_encoder_ms']:.1f} ms of {clip_ms:.1f} ms per clip")

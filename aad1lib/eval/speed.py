@@ -62,6 +62,7 @@ class SpeedRow:
     growth: float | None = None  # per-chunk latency / this model's at the shortest length
     peak_memory_mb: float | None = None
     kv_cache_mb: float | None = None
+    image_encoder_ms: float | None = None  # Wan I2V: the CLIP image encoder, once per clip (inside the timings)
     skipped: str | None = None  # why this row was not run
 
 
@@ -161,6 +162,7 @@ def speed_benchmark(
     reference: str | None = None,
     teacher_max_length: int | None = None,
     seed: int = 0,
+    image_encoder=None,
 ) -> dict:
     """Benchmark ``{name: (model, kind, sigmas_or_steps)}`` at each length (× the training length).
 
@@ -169,7 +171,10 @@ def speed_benchmark(
     ``("float32", "bfloat16")`` on CUDA; bf16 runs use the fastest attention backend found
     (streamed chunks and the teacher's full clip need no mask, so flash kernels apply). Models are cast in
     place and end in the last dtype. ``reference``: the 1-NFE student (default: the first causal model with
-    1 step). Returns a JSON-ready dict; :func:`format_speed_table` renders it.
+    1 step). Wan I2V models (more input than output channels) get a condition for the clip; with
+    ``image_encoder`` (:class:`~aad1lib.models.i2v.CLIPImageEncoder`) the image tokens are encoded once per clip
+    inside the timed generation (``image_encoder_ms`` says its share). Returns a JSON-ready dict;
+    :func:`format_speed_table` renders it.
     """
     if not models:
         raise ValueError("speed_benchmark needs at least one model")
@@ -206,10 +211,12 @@ def speed_benchmark(
                     attention = fastest_attention_backend(model, device, dtype)
                 if index == 0:  # one discarded run: one-time process costs (thread pools, kernels) hit no row
                     _measure(cfg, model, kind, plans[name], name, dtype, attention, lengths[0], batch, 1,
-                             teacher_max_length, seed, layout, train_frames, ctx, per_chunk, device)  # fmt: skip
+                             teacher_max_length, seed, layout, train_frames, ctx, per_chunk, device,
+                             image_encoder)  # fmt: skip
                 for length in lengths:
                     row = _measure(cfg, model, kind, plans[name], name, dtype, attention, length, batch, repeats,
-                                   teacher_max_length, seed, layout, train_frames, ctx, per_chunk, device)  # fmt: skip
+                                   teacher_max_length, seed, layout, train_frames, ctx, per_chunk, device,
+                                   image_encoder)  # fmt: skip
                     memory_method = row.pop("memory_method", None) or memory_method
                     rows.append(SpeedRow(**row))
                 if device.type == "cuda":
@@ -239,7 +246,7 @@ def speed_benchmark(
 
 
 def _measure(cfg, model, kind, plan, name, dtype, attention, length, batch, repeats, teacher_max_length, seed,
-             layout, train_frames, ctx, per_chunk, device) -> dict:  # fmt: skip
+             layout, train_frames, ctx, per_chunk, device, image_encoder=None) -> dict:  # fmt: skip
     frames = train_frames * length
     chunks = frames // per_chunk
     steps_per_chunk = len(plan) - 1 if kind == "causal" else None
@@ -258,11 +265,18 @@ def _measure(cfg, model, kind, plan, name, dtype, attention, length, batch, repe
 
     # inputs (same for every model at this length)
     gen = torch.Generator().manual_seed(seed)
-    channels, (height, width) = model.config.in_channels, _latent_hw(cfg)
+    channels, (height, width) = model.config.out_channels or model.config.in_channels, _latent_hw(cfg)
     noise = torch.randn(batch, channels, frames, height, width, generator=gen).to(device, dtype)
     context = torch.randn(batch, channels, ctx, height, width, generator=gen).to(device, dtype) if ctx else None
     text = torch.randn(batch, cfg.text.max_length, model.config.text_dim, generator=gen).to(device, dtype)
     empty = torch.randn(text.shape, generator=gen).to(device, dtype)
+    condition, first_frame = {}, None
+    if model.config.in_channels > channels:  # Wan I2V: [mask, first-frame latents] for the whole clip
+        cond_shape = (batch, model.config.in_channels - channels, ctx + frames, height, width)
+        condition["condition"] = torch.randn(cond_shape, generator=gen).to(device, dtype)
+        if model.config.image_dim:
+            first_frame = torch.rand(batch, 3, cfg.data.height, cfg.data.width, generator=gen) * 2 - 1
+    encoder_s: list[float] = []
 
     def run() -> tuple[float, float, float | None]:
         """(first-chunk s, total s, KV cache MB) of one generation."""
@@ -270,6 +284,14 @@ def _measure(cfg, model, kind, plan, name, dtype, attention, length, batch, repe
         _sync(device)
         start = time.perf_counter()
         with torch.inference_mode():
+            if first_frame is not None:  # the image tokens: once per clip, part of the clip's latency
+                if image_encoder is not None:
+                    condition["encoder_hidden_states_image"] = image_encoder.encode(first_frame).to(device, dtype)
+                else:  # no encoder given: stand-in tokens of the checkpoint's width (not timed as an encoder)
+                    condition["encoder_hidden_states_image"] = torch.randn(batch, 257, model.config.image_dim,
+                                                                           generator=gen).to(device, dtype)  # fmt: skip
+                _sync(device)
+                encoder_s.append(time.perf_counter() - start)
             if kind == "causal":
 
                 def on_chunk(_chunk, _x0, _cache):
@@ -277,12 +299,11 @@ def _measure(cfg, model, kind, plan, name, dtype, attention, length, batch, repe
                     stamps.append(time.perf_counter())
 
                 out = stream_generate(model, layout, text, noise, plan.to(device, dtype), context=context,
-                                      chunk_callback=on_chunk)  # fmt: skip
+                                      chunk_callback=on_chunk, condition=condition)  # fmt: skip
                 return stamps[0] - start, stamps[-1] - start, out.kv_cache.nbytes() / 2**20
-            c = context if context is not None else noise[:, :, :0]
-            sample_i2v(model, c, text, ctx + frames, plan, cfg.sampling.shift, uncond_text=empty,
+            sample_i2v(model, context, text, ctx + frames, plan, cfg.sampling.shift, uncond_text=empty,
                        guidance_scale=cfg.sampling.guidance_scale, sampler=cfg.sampling.teacher_sampler,
-                       noise=noise)  # fmt: skip
+                       noise=noise, condition=condition)  # fmt: skip
             _sync(device)
             total = time.perf_counter() - start
             return total, total, None
@@ -311,6 +332,7 @@ def _measure(cfg, model, kind, plan, name, dtype, attention, length, batch, repe
         passes_per_clip=int(round(passes)), first_chunk_ms=1e3 * first, per_chunk_ms=1e3 * total / chunks,
         fps=frames * batch / total, peak_memory_mb=memory.peak_mb, kv_cache_mb=timings[-1][2],
         memory_method=memory.method,
+        image_encoder_ms=1e3 * statistics.median(encoder_s[1:]) if image_encoder is not None and encoder_s else None,
     )  # fmt: skip
     return row
 
