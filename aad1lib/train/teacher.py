@@ -17,7 +17,7 @@ from diffusers.optimization import get_scheduler
 
 from .. import flow
 from ..builders import build_dataset, build_latent_codec, build_text, build_wan, collate
-from ..conditioning import I2VConditioner
+from ..conditioning import I2VConditioner, build_image_encoder
 from ..config import ExperimentConfig
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..pretrained import check_pretrained_sizes
@@ -168,7 +168,9 @@ def teacher_test_samples(cfg: ExperimentConfig, result: TeacherRun, num_clips: i
     test = build_dataset(cfg, "test")
     batch = collate([test[i] for i in range(min(len(test), num_clips))])
     device = next(result.model.parameters()).device
-    samples = sample_teacher(cfg, result.model, build_text(cfg).to(device), build_latent_codec(cfg).to(device), batch)
+    codec = build_latent_codec(cfg).to(device)
+    conditioner = I2VConditioner(cfg, codec, build_image_encoder(cfg))  # Wan I2V teachers: their CLIP encoder
+    samples = sample_teacher(cfg, result.model, build_text(cfg).to(device), codec, batch, conditioner=conditioner)
     named = {f"{i}-{s}": v for i, (s, v) in enumerate(zip(batch["source"], samples, strict=True))}
     save_samples(result.run.samples_dir / "final", named, cfg.data.fps, "teacher, held-out first frames")
     return batch, samples
