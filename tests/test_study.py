@@ -154,9 +154,9 @@ def test_latest_never_picks_a_study_child(tmp_path):
 
 
 def test_reproduce_steps_name_their_runs_and_their_notebooks_exist():
-    from aad1lib.reproduce import NOTEBOOKS, pipeline, study_steps
+    from aad1lib.reproduce import pipeline, study_steps
 
     steps = pipeline("demo") + study_steps("demo", [0, 1])
-    assert all((NOTEBOOKS / f"{step.notebook}.ipynb").exists() for step in steps)
+    assert all(step.source.exists() for step in steps)
     assert "latest" not in json.dumps([step.parameters for step in steps])  # a study run can never slip in
-    assert len({step.key for step in steps}) == len(steps)
+    assert len({step.name for step in steps}) == len(steps)

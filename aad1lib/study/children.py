@@ -1,45 +1,32 @@
 """A study's child run: one or more papermill executions of the stage notebooks, with their parameters.
 
 Every number of a study traces back to an executed notebook: the child's notebooks are executed into
-``<studies>/children/<child>/`` and, once they finished, copied into the run folder the child trained
-(``<run>/notebooks/``). A child is *done* when its ``done.json`` exists; a failed child leaves
-``failed.json`` (which step, the error) and is retried by the next sweep, resuming its run folder.
+``<studies>/children/<child>/`` (by :func:`aad1lib.notebook_runner.run_notebooks`: its steps' done markers,
+``failed.json`` with the step and the error) and, once they finished, copied into the run folder the child
+trained (``<run>/notebooks/``). A child is *done* when its ``done.json`` exists; a failed child is retried by
+the next sweep, resuming at its failed step and its run folder.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import logging
 import shutil
 import time
-import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = ROOT / "notebooks"
+from ..notebook_runner import Step, run_notebooks
+from ..paths import ROOT
+
 STUDIES_ROOT = ROOT / "experiments" / "studies"
+NotebookStep = Step  # a child's step: notebook + parameters (its manifest entry)
 
 
 class ChildFailed(RuntimeError):
     """A child's notebook raised; the message names the child, the step and the executed notebook."""
-
-
-@dataclass(frozen=True)
-class NotebookStep:
-    notebook: str  # name under notebooks/, e.g. "03_adversarial" (or a path to an .ipynb)
-    parameters: dict[str, Any]
-
-    @property
-    def source(self) -> Path:
-        return Path(self.notebook) if self.notebook.endswith(".ipynb") else NOTEBOOKS / f"{self.notebook}.ipynb"
-
-    @property
-    def stem(self) -> str:
-        return self.source.stem
 
 
 @dataclass(frozen=True)
@@ -61,7 +48,7 @@ class Child:
         return (self.folder / "done.json").exists()
 
     def executed(self, index: int) -> Path:
-        return self.folder / f"{index:02d}_{self.steps[index].stem}.ipynb"
+        return self.steps[index].executed(self.folder)
 
     def status(self) -> dict[str, Any]:
         """``{"state": "done" | "failed" | "pending", ...}`` read from the child's folder."""
@@ -80,77 +67,33 @@ def child_name(prefix: str, readable: str, identity: dict[str, Any]) -> str:
     return f"{prefix}-{readable}-{digest}"
 
 
-def run_child(child: Child) -> dict[str, Any]:
+def run_child(child: Child, log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Execute the child's notebooks in order (steps finished earlier are skipped) and mark it done.
 
-    Raises :class:`ChildFailed` after writing ``failed.json``. Safe to call in another process (submitit).
-    """
-    import papermill
-
+    Raises :class:`ChildFailed` after the runner wrote ``failed.json``. Safe to call in another process
+    (submitit). ``log``: the runner's progress lines (None: quiet)."""
     folder = child.folder
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "failed.json").unlink(missing_ok=True)
     (folder / "child.json").write_text(json.dumps(_describe(child), indent=2, default=str))
     tic = time.time()
-    seconds = {}
-    for index, step in enumerate(child.steps):
-        marker = folder / f"{index:02d}.done.json"
-        if marker.exists():
-            seconds[step.stem] = json.loads(marker.read_text())["seconds"]
-            continue
-        output = child.executed(index)
-        start = time.time()
-        try:
-            with quiet_papermill():
-                papermill.execute_notebook(
-                    str(step.source), str(output), parameters=step.parameters,
-                    cwd=str(NOTEBOOKS), progress_bar=False,
-                )  # fmt: skip
-        except Exception as error:  # papermill raises PapermillExecutionError with the cell's traceback
-            failure = dict(step=index, notebook=step.stem, executed=str(output), error=_short_error(error),
-                           failed=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
-            (folder / "failed.json").write_text(json.dumps(failure, indent=2))
-            message = f"child {child.name}: {step.stem} failed ({failure['error']}); see {output}"
-            raise ChildFailed(message) from None
-        seconds[step.stem] = time.time() - start
-        marker.write_text(json.dumps({"seconds": seconds[step.stem]}))
+    outcome = run_notebooks(child.steps, folder, log=log, label=f"{child.name} ")
+    if not outcome.ok:
+        failed = outcome.failure
+        raise ChildFailed(f"child {child.name}: {failed['step']} failed ({failed['error']}); see {failed['executed']}")
     if child.run_path and Path(child.run_path).exists():  # every number traces back to a notebook in its run
         copies = Path(child.run_path) / "notebooks"
         copies.mkdir(exist_ok=True)
         for index in range(len(child.steps)):
             shutil.copy2(child.executed(index), copies / child.executed(index).name)
-    result = dict(name=child.name, run_path=child.run_path, seconds=seconds, wall_seconds=time.time() - tic,
+    result = dict(name=child.name, run_path=child.run_path, seconds=outcome.seconds, wall_seconds=time.time() - tic,
                   finished=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
     (folder / "done.json").write_text(json.dumps(result, indent=2))
     return result
 
 
-@contextlib.contextmanager
-def quiet_papermill():
-    """papermill warns about every parameter annotation it cannot parse (``int | None``) and every name it
-    cannot find; our notebooks check their parameters themselves (``check_parameters``) and refuse unknown
-    ones, so those warnings are noise in a sweep's log."""
-    log = logging.getLogger("papermill")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
 def _describe(child: Child) -> dict[str, Any]:
     return dict(name=child.name, labels=child.labels, run_path=child.run_path,
                 steps=[dict(notebook=s.notebook, parameters=s.parameters) for s in child.steps])  # fmt: skip
-
-
-def _short_error(error: BaseException) -> str:
-    """The exception's last line (papermill's error carries the kernel's ename: evalue)."""
-    name = getattr(error, "ename", None)
-    if name:
-        return f"{name}: {getattr(error, 'evalue', '')}"[:500]
-    lines = traceback.format_exception_only(type(error), error)
-    return lines[-1].strip()[:500]
 
 
 def write_manifest(path: Path, meta: dict[str, Any], children: list[Child]) -> Path:

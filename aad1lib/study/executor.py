@@ -95,7 +95,7 @@ def run_children(
         for child in todo:
             bar.set_postfix_str(child.name)
             try:
-                run_child(child)
+                run_child(child, log=bar.write if progress else None)  # its steps' lines above the bar
                 report.ran.append(child.name)
             except Exception as error:  # a failed child must not kill the sweep
                 report.failed[child.name] = str(error)
