@@ -1,7 +1,15 @@
-"""Report pieces that nbval does not check by value: the sample GIF's layout and the study table's cells."""
+"""Report pieces that nbval does not check by value: the sample GIF's layout, the study table's cells, and a whole
+report rendered from fake run files (the page's order, inlined figures, the status block's sources, figure layout)."""
+
+import base64
+import json
+import math
+import re
+from pathlib import Path
 
 import imageio.v3 as iio
 import pandas as pd
+import pytest
 import torch
 
 from aad1lib.report.render import study_table, write_gif
@@ -22,3 +30,258 @@ def test_study_table_shows_interval_seed_count_and_runs():
     table = study_table(frame, ["λ"])
     assert "| 0.0 | 0.200 ± 1.271 | 2 | `c0.0-0`<br>`c0.0-1` |" in table  # t(0.975, 1) = 12.706
     assert "| 20.0 | 0.200 ± 0.000 | 2 |" in table
+
+
+# ---- a whole report from fake run files: the page's order, its numbers' sources, the figures' layout ------------
+METRICS = (
+    "I2V Subject (HOG)",
+    "I2V Background (ColorHist)",
+    "Imaging Quality (SharpNoise)",
+    "Grid Artefacts (blockiness /4px)",
+    "Motion Ratio (DIS)",
+)
+DATA_CLIPS = {
+    "I2V Subject (HOG)": [0.94, 0.95, 0.96],
+    "I2V Background (ColorHist)": [0.98, 0.99, 0.985],
+    "Imaging Quality (SharpNoise)": [0.52, 0.53, 0.525],
+    "Grid Artefacts (blockiness /4px)": [1.0, 1.02, 1.01],
+    "Motion Ratio (DIS)": [1.0, 1.05, 1.02],
+}
+D_LOSS = [1.37, 1.38, 1.385, 1.39, 1.384, 1.386]  # Stage III's metrics.jsonl: the status reads its last half
+
+
+def _summary(tmp, stage, method, kind, steps, shift, drift):
+    from aad1lib.eval.evaluate import table_row
+
+    run = tmp / f"{stage}-{method.split()[0].lower()}"
+    run.mkdir(parents=True, exist_ok=True)
+    per_clip = {k: [v + shift for v in values] for k, values in DATA_CLIPS.items()}
+    summary = dict(
+        run=run.name,
+        run_path=str(run),
+        stage=stage,
+        method=method,
+        kind=kind,
+        steps_per_chunk=steps,
+        metrics={k: sum(v) / len(v) for k, v in per_clip.items()},
+        per_clip=per_clip,
+        seed=0,
+        nfe=dict(nfe_per_chunk=steps, nfe_per_clip=steps and 4 * steps, passes_per_chunk=steps and steps + 1),
+        drift=dict(applicable=kind == "causal", name="Drift (SharpNoise)", value=drift),
+        num_clips=3,
+        long_video_factor=4,
+        backbones={},
+    )
+    summary["row"] = table_row(summary)
+    return summary
+
+
+def _speed():
+    from dataclasses import asdict
+
+    from aad1lib.eval.speed import SpeedRow
+
+    rows = []
+    for name, nfe, per_chunk in (("Self-Forcing-style (4-step)", 4, 40.0), ("AAD-1 (Stage III)", 1, 17.0)):
+        rows.append(
+            asdict(
+                SpeedRow(
+                    name,
+                    "causal",
+                    "float32",
+                    "native",
+                    16,
+                    128,
+                    64,
+                    nfe,
+                    nfe + 1,
+                    64 * (nfe + 1),
+                    20.0,
+                    per_chunk,
+                    50.0,
+                    per_chunk / 17.0,
+                    (nfe + 1) / 2,
+                    1.0,
+                    8.0,
+                    1.25,
+                )
+            )
+        )
+    return dict(
+        device_name="CPU (2 cores)",
+        torch="2.x",
+        batch=1,
+        repeats=2,
+        training_chunks=4,
+        frames_per_chunk=2,
+        tokens_per_frame=64,
+        teacher_steps=24,
+        guidance_scale=3.0,
+        memory_method="RSS",
+        rows=rows,
+        reference="AAD-1 (Stage III)",
+    )
+
+
+def _study(labels: list[dict], seeds: int = 2) -> pd.DataFrame:
+    rows = []
+    for i, label in enumerate(labels):
+        for seed in range(seeds):
+            rows.append(
+                dict(
+                    label,
+                    seed=seed,
+                    child=f"c{i}-{seed}",
+                    state="done",
+                    diverged=False,
+                    error=None,
+                    run="r",
+                    **{
+                        "Motion Ratio (DIS)": 1.0 + 0.05 * seed,
+                        "Drift (SharpNoise)": 0.08 + 0.01 * i,
+                        "Grid Artefacts (blockiness /4px)": 1.8,
+                        "Imaging Quality (SharpNoise)": 0.52,
+                        "D gap (last half)": 0.001 * (i - seed),
+                        "G grad-norm std": 0.1,
+                    },
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+def fake_inputs(tmp):
+    from aad1lib.report.render import ReportInputs
+
+    summaries = [
+        _summary(tmp, "teacher", "Teacher (24 steps × CFG)", "teacher", None, -0.25, None),
+        _summary(tmp, "stage2", "CausVid-style (4-step)", "causal", 4, -0.1, 0.17),
+        _summary(tmp, "stage2", "Self-Forcing-style (4-step)", "causal", 4, -0.1, 0.16),
+        _summary(tmp, "stage2", "AAD-1 Stage II (DMD, 1-step)", "causal", 1, -0.15, 0.1),
+        _summary(tmp, "stage3", "AAD-1 (Stage III)", "causal", 1, -0.2, 0.06),
+    ]
+    summaries[0]["per_clip"]["Grid Artefacts (blockiness /4px)"] = [2.1, 2.2, 2.3]  # far from the data's range
+    summaries[0]["metrics"]["Grid Artefacts (blockiness /4px)"] = 2.2
+    summaries[-1]["per_clip"]["Motion Ratio (DIS)"] = [1.01, 1.02, 1.03]  # within it
+    summaries[-1]["metrics"]["Motion Ratio (DIS)"] = 1.02
+    (Path(summaries[-1]["run_path"]) / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps(dict(step=i, d_loss=d, d_real=0.01, d_fake=0.008, g_loss=0.69, g_grad_norm=0.02)) + "\n"
+            for i, d in enumerate(D_LOSS)
+        )
+    )
+    meta = dict(init_from=str(tmp / "stage2-demo"), steps=40, seeds=[0, 1])
+    ablation = _study(
+        [{"D attention": a, "D logit": lg} for a in ("bidirectional", "causal") for lg in ("video", "frame")]
+    )
+    sweep = _study([{"λ": lam, "σ": 0.01} for lam in (0.0, 5.0, 20.0, 50.0)])
+    warmup = _study([{"init": "Stage II (DMD warm-up)"}, {"init": "Stage I (no warm-up)"}])
+    return ReportInputs(
+        "tiny",
+        summaries,
+        ["latest:stage2?rollout=self (no run)"],
+        _speed(),
+        "stage3-aad-1",
+        studies=dict(discriminator_ablation=ablation, lambda_sweep=sweep, warmup_ablation=warmup),
+        study_meta=dict(discriminator_ablation=meta, lambda_sweep=meta, warmup_ablation=meta),
+    )
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    from aad1lib.report.render import compose_report
+
+    tmp = tmp_path_factory.mktemp("report")
+    inputs = fake_inputs(tmp / "runs")
+    from aad1lib.eval.evaluate import table_row
+
+    reference = dict(
+        method="Data (held-out clips)",
+        metrics={k: sum(v) / len(v) for k, v in DATA_CLIPS.items()},
+        per_clip=DATA_CLIPS,
+        drift=dict(applicable=False, name="Drift (SharpNoise)", value=None),
+    )
+    reference["row"] = table_row(reference)
+    gen = torch.Generator().manual_seed(0)
+    clips = {"Data": torch.rand(2, 3, 9, 16, 16, generator=gen) * 2 - 1}
+    clips.update({s["method"]: torch.rand(2, 3, 9, 16, 16, generator=gen) * 2 - 1 for s in inputs.summaries})
+    report = compose_report(inputs, reference, clips)
+    report.write(tmp / "out")
+    return report, tmp / "out"
+
+
+def test_page_opens_with_the_title_then_status_then_verdict_table(written):
+    report, out = written
+    page = (out / "index.html").read_text()
+    body = page[page.index("<body>") + len("<body>") :].lstrip()
+    assert body.startswith("<h1>AAD-1 at the <code>tiny</code> preset")  # nothing of a notebook before the title
+    headings = re.findall(r"<h2>(.*?)</h2>", page)
+    assert headings[:3] == ["Status: what this run can and cannot show", "Verdicts", "Provenance"]
+    for residue in ("TqdmWarning", "{'preset'", "written:", "papermill notebooks/07", "stderr"):
+        assert residue not in page.split("<h2>Provenance")[0]
+    verdict_rows = page.split("<h2>Verdicts</h2>")[1].split("</table>")[0].count("<tr>") - 1  # minus the header
+    assert verdict_rows == len(report.verdicts)
+    assert "|1 − motion ratio|" in page  # an escaped pipe stays inside its cell
+
+
+def test_page_inlines_every_figure_and_the_gif(written):
+    _, out = written
+    page = (out / "index.html").read_text()
+    assert 'src="figures/' not in page
+    assert page.count("data:image/png;base64,") == 3 and page.count("data:image/gif;base64,") == 1
+    gif = page.split("data:image/gif;base64,")[1].split('"')[0]
+    assert base64.b64decode(gif) == (out / "figures" / "samples.gif").read_bytes()
+
+
+def test_status_numbers_come_from_the_run_files(written):
+    report, _ = written
+    status = report.sections["status"]
+    half = D_LOSS[len(D_LOSS) // 2 :]
+    assert f"d_loss {sum(half) / len(half):.3f} vs {2 * math.log(2):.3f}" in status  # Stage III's metrics.jsonl
+    assert f"last {len(half)} of {len(D_LOSS)} discriminator updates" in status
+    assert "discriminator ablation: 2 finished seeds in each of 4 cells" in status
+    assert "0 of 10 verdicts can be decided" in status  # 2 seeds per cell, one seed per main run
+    assert "5 of 6 main-table runs evaluated" in status
+    assert "| 2.200 (3/3) |" in status  # the teacher's blockiness: every clip outside the data's range
+    assert "do not resemble the data" in status
+    assert "range on 5 of 5 metrics for Teacher (24 steps × CFG), 4 of 5 metrics for AAD-1" in status
+    assert "2.35× at 16× the training length, 94 % of the 2.50×" in status  # speed.json: 40 / 17 vs 5 / 2
+
+
+def test_main_table_comparisons_say_one_seed(written):
+    report, _ = written
+    outcomes = {v.claim.split()[0]: v.outcome for v in report.verdicts[:3]}
+    assert list(outcomes.values()) == ["one seed", "one seed", "one measurement"]
+    assert not {v.outcome for v in report.verdicts} & {"reproduced", "not reproduced"}  # 2 seeds per study cell
+
+
+def _drawn(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_ablation_legend_lies_outside_every_axes(written):
+    report, _ = written
+    fig = report.figures["discriminator_ablation.png"]
+    renderer = _drawn(fig)
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    assert not any(_overlap(box, ax.get_window_extent(renderer)) for ax in fig.axes)
+    assert not any(ax.get_legend() for ax in fig.axes)
+
+
+def test_sample_strips_title_clears_the_rows_and_labels_fit(written):
+    report, _ = written
+    fig = report.figures["samples.png"]
+    renderer = _drawn(fig)
+    title = fig._suptitle.get_window_extent(renderer)
+    assert title.y0 >= fig.axes[0].get_window_extent(renderer).y1  # above the first row, not over it
+    for ax in fig.axes:
+        label = ax.yaxis.label.get_window_extent(renderer)
+        assert label.x0 >= 0, ax.yaxis.label.get_text()  # the whole row label is inside the figure

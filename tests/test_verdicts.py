@@ -1,5 +1,5 @@
 """The report's verdicts follow from the numbers: the same claim flips when the data flips, and overlapping
-intervals (or a single seed) never count as a finding."""
+intervals, or fewer than three seeds per cell (no interval that counts), never count as a finding."""
 
 import math
 
@@ -78,8 +78,9 @@ def test_causal_frame_collapse_verdict_changes_with_the_data():
     assert V.causal_frame_collapses(ablation({**others, ("causal", "frame"): STATIC})).outcome == "reproduced"
     assert V.causal_frame_collapses(ablation({**others, ("causal", "frame"): MOVING})).outcome == "not reproduced"
     first_seed = {k: {n: v[:1] for n, v in m.items()} for k, m in {**others, ("causal", "frame"): MOVING}.items()}
-    one_seed = ablation(first_seed)
-    assert V.causal_frame_collapses(one_seed).outcome == "not reproduced"  # a single seed still shows motion
+    one_seed = V.causal_frame_collapses(ablation(first_seed))
+    assert one_seed.outcome == "one seed"  # a single seed shows motion, but no interval: no verdict
+    assert "point against the claim" in one_seed.evidence
     borderline = dict(MOVING, **{MR: [0.2, 0.9, 0.5]})  # the interval straddles the threshold
     assert V.causal_frame_collapses(ablation({**others, ("causal", "frame"): borderline})).outcome == "inconclusive"
 
@@ -126,12 +127,58 @@ def _speed(t1, t4, short=(10.0, 15.0)):
     return {"rows": rows}
 
 
-def test_main_table_verdicts_follow_the_summaries():
+def test_main_table_verdicts_say_one_seed_and_lean_with_the_summaries():
+    """One training run per main-table row and one speed benchmark: never "reproduced" (the old rule called the
+    drift and speed comparisons reproduced from one seed), but the evidence leans with the numbers."""
     base = [_summary("stage2", 4, "SF", 0.10, 0.8), _summary("stage2", 1, "II", 0.06, 0.9)]
     good = V.main_table_verdicts([*base, _summary("stage3", 1, "III", 0.05, 0.97)], _speed(10.0, 25.0))
-    assert [v.outcome for v in good] == ["reproduced", "reproduced", "reproduced"]
+    assert [v.outcome for v in good] == ["one seed", "one seed", "one measurement"]
+    assert all("point the claim's way" in v.evidence for v in good[:2]) and "2.50× at 4×" in good[2].evidence
+    assert " within 15 %" in good[2].evidence
     bad = V.main_table_verdicts([*base, _summary("stage3", 1, "III", 0.2, 0.5)], _speed(10.0, 12.0))
-    assert [v.outcome for v in bad] == ["not reproduced", "not reproduced", "not reproduced"]
+    assert [v.outcome for v in bad] == ["one seed", "one seed", "one measurement"]
+    assert all("point against the claim" in v.evidence for v in bad[:2]) and "not within 15 %" in bad[2].evidence
+
+
+def first(frame: pd.DataFrame, seeds: int) -> pd.DataFrame:
+    return frame[frame["seed"] < seeds]
+
+
+def test_two_seeds_never_decide_even_with_disjoint_intervals():
+    """Two seeds give a (wide) t interval; the old rule decided from it, the new one needs three."""
+    gridded = dict(MOVING, **{GRID: [1.5, 1.51, 1.55]})
+    two = first(sweep({20.0: MOVING, 50.0: gridded}), 2)
+    assert V.compare(mean_ci([1.5, 1.51]), mean_ci([1.02, 1.03]), lower_is_better=True) == "unknown"
+    grid = V.lambda_large_grid_artefacts(two)
+    assert grid.outcome == "2 seeds: inconclusive" and "point the claim's way" in grid.evidence
+    assert V.lambda_large_grid_artefacts(sweep({20.0: MOVING, 50.0: gridded})).outcome == "reproduced"  # 3 seeds
+    assert V.lambda_zero_collapses(first(sweep({0.0: STATIC, 20.0: MOVING}), 2)).outcome == "2 seeds: inconclusive"
+    others = {("bidirectional", "video"): MOVING, ("bidirectional", "frame"): MOVING, ("causal", "video"): MOVING}
+    collapse = first(ablation({**others, ("causal", "frame"): STATIC}), 2)
+    assert V.causal_frame_collapses(collapse).outcome == "2 seeds: inconclusive"
+    drifty = dict(MOVING, **{DRIFT: [0.3, 0.31, 0.32]})
+    least = first(ablation({("bidirectional", "video"): MOVING, **{k: drifty for k in list(others)[1:]},
+                            ("causal", "frame"): drifty}), 2)  # fmt: skip
+    assert V.bidirectional_video_drifts_least(least).outcome == "2 seeds: inconclusive"
+    degraded = dict(MOVING, **{DRIFT: [0.3, 0.32, 0.31], "G grad-norm std": [2.0, 2.2, 2.1]})
+    steady = dict(MOVING, **{"G grad-norm std": [0.1, 0.11, 0.12]})
+    assert V.warmup_quality(first(warmup(degraded, steady), 2)).outcome == "2 seeds: inconclusive"
+    assert V.warmup_stability(first(warmup(degraded, steady), 2)).outcome == "2 seeds: inconclusive"
+    worse = dict(**{MR: [0.7, 0.72, 0.71], DRIFT: [0.2, 0.21, 0.22], GRID: [1.3, 1.31, 1.29], IQ: [0.4, 0.41, 0.4]})
+    best = first(sweep({0.0: STATIC, 5.0: worse, 20.0: MOVING, 50.0: worse}), 2)
+    assert V.lambda_twenty_best(best).outcome == "2 seeds: inconclusive"
+
+
+def test_decide_needs_min_seeds():
+    assert V.MIN_SEEDS == 3
+    assert V.decide(True, False, seeds=1) == "one seed"
+    assert V.decide(False, True, seeds=2) == "2 seeds: inconclusive"
+    assert V.decide(True, False, seeds=3) == "reproduced" and V.decide(False, True, seeds=3) == "not reproduced"
+
+
+def test_verdict_row_is_one_table_line_with_escaped_pipes():
+    row = V.Verdict("λ = 20 is best.", "one seed", "Mean rank over |1 − motion ratio|\nand more.").row()
+    assert row == "| λ = 20 is best. | **one seed** | Mean rank over \\|1 − motion ratio\\| and more. |"
 
 
 def test_cell_stats_counts_failures_and_keeps_run_names():

@@ -37,14 +37,17 @@ def plot_strips(
         raise ValueError("plot_strips needs at least one video")
     strips = {name: clip_strip(v, max_frames) for name, v in videos.items()}
     widest = max(s.shape[1] / s.shape[0] for s in strips.values())
-    fig = Figure(figsize=(min(16.0, 1.5 + row_height * widest), row_height * len(strips) + (0.4 if title else 0.1)))
+    label = 0.3 + 0.075 * max(len(name) for name in strips)  # inches for the row labels (9 pt, left of the rows)
+    # constrained layout keeps the labels and the title clear of the rows (tight_layout put the title over them)
+    fig = Figure(figsize=(min(16.0 + label, label + row_height * widest), row_height * len(strips) + (0.5 if title
+                 else 0.1)), layout="constrained")  # fmt: skip
     axes = fig.subplots(len(strips), 1, squeeze=False)[:, 0]
     for ax, (name, strip) in zip(axes, strips.items(), strict=True):
         ax.imshow(strip, interpolation="nearest")
+        ax.set_anchor("W")  # an equal-aspect image shrinks inside its slot: keep it next to its label
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig

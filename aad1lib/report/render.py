@@ -1,6 +1,8 @@
 """Collect the runs' summary.json files and the studies' children into ``reports/``: index.md (readable on a
-code host), figures/ (λ plot, ablation plot, sample strips, GIFs). Every table cell names the run it came from;
-the verdicts come from :mod:`.verdicts`. The HTML copy is nbconvert's rendering of the executed 07 notebook.
+code host), index.html (the same markdown rendered, figures and GIF inlined: one self-contained page), figures/
+(λ plot, ablation plot, sample strips, GIFs). The page opens with a status block (what the run can and cannot
+show, computed from the run files) and the verdict table; every table cell names the run it came from; the
+verdicts come from :mod:`.verdicts`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from . import verdicts as V
 REPORTS_ROOT = ROOT / "experiments" / "reports"  # 07_report's default output (git-ignored; reports/ is committed)
 STUDY_NAMES = ("discriminator_ablation", "warmup_ablation", "lambda_sweep")
 STUDY_METRICS = (MOTION_RATIO, DRIFT, GRID, QUALITY, "D gap", "G grad-norm std")
+STUDY_CELLS = {"discriminator_ablation": ["D attention", "D logit"], "warmup_ablation": ["init"],
+               "lambda_sweep": ["λ", "σ"]}  # fmt: skip
+# the samples against the held-out clips: first-frame fidelity (VBench-I2V), image quality, blockiness, motion
+FIDELITY = ("I2V Subject", "I2V Background", QUALITY, GRID, MOTION_RATIO)
+CHANCE_TOLERANCE = 0.05  # a discriminator loss within 5 % of 2 ln 2 (D(real) = D(fake)) counts as chance level
 
 
 @dataclass
@@ -123,7 +130,7 @@ def plot_cells(frame: pd.DataFrame, x: str, title: str, numeric_x: bool = False,
     from matplotlib.figure import Figure
 
     metrics = [m for m in (_column(frame, p) for p in (MOTION_RATIO, DRIFT, GRID, QUALITY)) if m]
-    fig = Figure(figsize=(3.2 * len(metrics), 3.0))
+    fig = Figure(figsize=(3.2 * len(metrics), 3.4), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     groups = [(None, frame)] if hue is None else list(frame.groupby(hue, sort=False))
     for ax, metric in zip(axes, metrics, strict=True):
@@ -132,17 +139,22 @@ def plot_cells(frame: pd.DataFrame, x: str, title: str, numeric_x: bool = False,
             xs = stats[x].astype(float) if numeric_x else np.arange(len(stats))
             ax.errorbar(xs, stats[metric], yerr=stats[f"{metric} ±"].fillna(0), marker="o", capsize=4,
                         label=None if label is None else f"{hue} = {label}")  # fmt: skip
-            if not numeric_x:
-                ax.set_xticks(xs, [str(v) for v in stats[x]], rotation=15, fontsize=7)
+            if not numeric_x:  # "bidirectional + video" -> two lines, so neighbouring labels do not overlap
+                ax.set_xticks(xs, [str(v).replace(" + ", "\n+ ") for v in stats[x]], fontsize=7)
         if metric.startswith(MOTION_RATIO):
-            ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+            ax.axhline(1.0, color="grey", lw=0.8, ls=":", label="true motion (ratio 1)")
             ax.axhline(V.COLLAPSE_RATIO, color="red", lw=0.8, ls="--", label="collapse threshold")
-            ax.legend(fontsize=7)
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)
+    handles = {}  # one legend for the figure, below the axes: it never covers data
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=len(handles), fontsize=7,
+                   frameon=False)  # fmt: skip
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -185,13 +197,17 @@ def write_gif(path: Path, clips: dict[str, torch.Tensor], fps: int, scale: int =
 
 
 # ---- the document ------------------------------------------------------------------------------------------
+def title(inputs: ReportInputs) -> str:
+    return f"# AAD-1 at the `{inputs.preset}` preset: what reproduced and what did not"
+
+
 def header(inputs: ReportInputs) -> str:
     seeds = sorted({s for meta in inputs.study_meta.values() for s in meta.get("seeds", [])})
     machine = (f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
                + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))  # fmt: skip
     main_seeds = sorted({s.get("seed") for s in inputs.summaries})
     return "\n".join([
-        f"# AAD-1 at the `{inputs.preset}` preset: what reproduced and what did not",
+        "## Provenance",
         "",
         "| | |",
         "|---|---|",
@@ -211,9 +227,147 @@ def header(inputs: ReportInputs) -> str:
 
 
 def verdict_section(verdicts: list[V.Verdict]) -> str:
+    """The tally and one table row per claim: claim | verdict | evidence."""
     counts = pd.Series([v.outcome for v in verdicts]).value_counts()
-    tally = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
-    return "\n".join(["## What reproduced and what did not", "", f"{tally}.", "", *[v.markdown() for v in verdicts]])
+    tally = "Outcomes: " + ", ".join(f"{outcome} ({n})" for outcome, n in counts.items())
+    return "\n".join([
+        "## Verdicts", "",
+        f"{tally}. `reproduced` / `not reproduced` only from disjoint (or not) 95 % intervals over ≥ {V.MIN_SEEDS} "
+        "seeds per compared cell; with fewer seeds the verdict says so and the evidence says which way the numbers "
+        "lean.", "",
+        "| claim | verdict | evidence |", "|---|---|---|", *[v.row() for v in verdicts],
+    ])  # fmt: skip
+
+
+# ---- the status block: what this run can and cannot show, from the run files ------------------------------------
+def status_section(inputs: ReportInputs, verdicts: list[V.Verdict], reference: dict | None) -> str:
+    """Coverage, seeds, the samples against the held-out clips, the adversarial signal and the speed measurement:
+    every number from the summaries, speed.json, the Stage III run's metrics.jsonl and the studies' children."""
+    lines = ["## Status: what this run can and cannot show", ""]
+    lines += [f"- **Coverage.** {coverage_status(inputs)}", f"- **Seeds.** {seed_status(inputs, verdicts)}"]
+    samples, table = data_status(inputs, reference)
+    lines += [f"- **Samples vs data.** {samples}", f"- **Adversarial signal.** {adversarial_status(inputs)}"]
+    if inputs.speed:
+        lines.append(f"- **Speed.** {speed_status(inputs)}")
+    if table:
+        lines += ["", table]
+    return "\n".join(lines)
+
+
+def coverage_status(inputs: ReportInputs) -> str:
+    text = (f"{len(inputs.summaries)} of {len(inputs.summaries) + len(inputs.missing_runs)} main-table runs "
+            "evaluated")  # fmt: skip
+    children = [f for f in inputs.studies.values() if not f.empty]
+    if children:
+        frame = pd.concat(children, ignore_index=True)
+        done, failed = int((frame["state"] == "done").sum()), int((frame["state"] == "failed").sum())
+        text += (f"; {len(inputs.studies)} studies, {done} of {len(frame)} study runs finished ({failed} failed, "
+                 f"{int(frame['diverged'].sum())} diverged)")  # fmt: skip
+    else:
+        text += "; no study run"
+    return text + ". The pipeline runs end to end on this preset; whether it reproduces the paper is below."
+
+
+def seed_status(inputs: ReportInputs, verdicts: list[V.Verdict]) -> str:
+    decided = sum(v.outcome in V.DECIDED for v in verdicts)
+    parts = [f"{decided} of {len(verdicts)} verdicts can be decided (they need 95 % intervals over "
+             f"≥ {V.MIN_SEEDS} seeds per cell)", "main table: one training seed per run"]  # fmt: skip
+    for name, frame in inputs.studies.items():
+        by = [c for c in STUDY_CELLS.get(name, []) if c in frame]
+        if frame.empty or not by:
+            continue
+        seeds = (frame["state"] == "done").groupby([frame[c] for c in by], dropna=False).sum()
+        span = f"{int(seeds.min())}" if seeds.min() == seeds.max() else f"{int(seeds.min())}–{int(seeds.max())}"
+        parts.append(f"{name.replace('_', ' ')}: {span} finished seeds in each of {len(seeds)} cells")
+    return "; ".join(parts) + "."
+
+
+def _metric(metrics: dict, prefix: str) -> str | None:
+    return next((k for k in metrics if k.startswith(prefix)), None)
+
+
+def data_status(inputs: ReportInputs, reference: dict | None) -> tuple[str, str]:
+    """(sentence, table): the teacher's and Stage III's samples against the held-out clips, per metric: the
+    means and how many of their clips fall outside the range of the held-out clips' values."""
+    shown = [s for s in inputs.summaries if s.get("kind") == "teacher" or s.get("stage") == "stage3"]
+    if reference is None or not shown:
+        why = "no data row (the runs were scored with other backbones)" if reference is None else "no teacher run"
+        return f"Not compared: {why}, so this report cannot say how close the samples are to the data.", ""
+    rows, unlike = [], {}
+    header = ["metric", "held-out clips: mean (range over clips)", *[f"{s['method']}: mean (clips outside)"
+                                                                   for s in shown]]  # fmt: skip
+    for prefix in FIDELITY:
+        name = _metric(reference["metrics"], prefix)
+        data = np.asarray(reference.get("per_clip", {}).get(name) or [], dtype=float) if name else np.array([])
+        if not len(data):
+            continue
+        lo, hi = float(np.min(data)), float(np.max(data))
+        cells = [name + (" (first-frame fidelity)" if prefix == "I2V Subject" else ""),
+                 f"{reference['metrics'][name]:.3f} ({lo:.3f} – {hi:.3f})"]  # fmt: skip
+        for s in shown:
+            clips = np.asarray(s.get("per_clip", {}).get(name) or [], dtype=float)
+            outside = int(((clips < lo) | (clips > hi)).sum())
+            cells.append(f"{s['metrics'][name]:.3f} ({outside}/{len(clips)})" if len(clips) else "–")
+            if len(clips) and outside * 2 > len(clips):
+                unlike.setdefault(s["method"], []).append(name)
+        rows.append("| " + " | ".join(cells) + " |")
+    if not rows:
+        return "Not compared: no per-clip metric shared with the data row.", ""
+    table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *rows])
+    if unlike:
+        counts = ", ".join(f"{len(names)} of {len(rows)} metrics for {method}" for method, names in unlike.items())
+        text = (f"The samples do not resemble the data: most clips fall outside the held-out clips' range on {counts} "
+                "(table). The methods are compared with one another at this scale, not with the paper's quality; "
+                "look at the samples below.")  # fmt: skip
+    else:
+        text = "On every metric below most clips of the teacher and of Stage III lie within the held-out clips' range."
+    return text, table
+
+
+def adversarial_status(inputs: ReportInputs) -> str:
+    """How far Stage III's discriminator got from chance: d_loss and D(real) − D(fake) over the last half of the
+    main Stage III run (its metrics.jsonl), and the studies' D gap range."""
+    import math
+
+    ours = next((s for s in inputs.summaries if s.get("stage") == "stage3"), None)
+    path = Path(ours["run_path"]) / "metrics.jsonl" if ours else None
+    lines = path.read_text().splitlines() if path and path.exists() else []
+    rows = [json.loads(line) for line in lines if line.strip()]
+    rows = [r for r in rows if "d_loss" in r and "d_real" in r and "d_fake" in r]
+    if not rows:
+        return "No Stage III metrics.jsonl: the discriminator's training signal is not known."
+    half = rows[len(rows) // 2 :]
+    d_loss = float(np.mean([r["d_loss"] for r in half]))
+    gap = float(np.mean([r["d_real"] - r["d_fake"] for r in half]))
+    chance = 2 * math.log(2)  # softplus(0) twice: D(real) = D(fake)
+    off = abs(d_loss - chance) / chance
+    text = (f"Stage III (`{ours['run']}`), last {len(half)} of {len(rows)} discriminator updates: d_loss {d_loss:.3f} "
+            f"vs {chance:.3f} (2 ln 2) for a D that cannot tell real from generated clips ({100 * off:.1f} % away), "
+            f"D(real) − D(fake) {gap:.3f}.")  # fmt: skip
+    gaps = [f["D gap (last half)"].dropna() for f in inputs.studies.values() if "D gap (last half)" in f]
+    gaps = pd.concat(gaps) if gaps else pd.Series(dtype=float)
+    if len(gaps):
+        text += f" Study runs: D(real) − D(fake) from {gaps.min():.3f} to {gaps.max():.3f} ({len(gaps)} runs)."
+    if off <= CHANCE_TOLERANCE:
+        text += (f" Within {100 * CHANCE_TOLERANCE:.0f} % of chance: the discriminator barely separates the "
+                 "data from the samples, so the adversarial stage (and the D ablations) has little signal to act "
+                 "on.")  # fmt: skip
+    return text
+
+
+def speed_status(inputs: ReportInputs) -> str:
+    speed = inputs.speed or {}
+    ratios = V._speedups(speed)
+    if not ratios:
+        return "No causal 1-NFE / 4-NFE pair in speed.json."
+    longest = max(ratios)
+    limit = V._pass_limit(speed, longest)
+    text = (f"{speed.get('device_name', 'unnamed device')}, median of {speed.get('repeats', '?')} timings: 4-NFE / "
+            f"1-NFE per-chunk latency {ratios[longest]:.2f}× at {longest}× the training length")  # fmt: skip
+    if limit:
+        text += (f", {100 * ratios[longest] / limit:.0f} % of the {limit:.2f}× that the pass count per chunk allows"
+                 "; the paper's FPS are from a GPU")  # fmt: skip
+    return text + "."
 
 
 @dataclass
@@ -233,39 +387,49 @@ class Report:
         figures = Path(out_dir) / "figures"
         figures.mkdir(parents=True, exist_ok=True)
         for name, fig in self.figures.items():
-            fig.savefig(figures / name, dpi=110)
+            fig.savefig(figures / name, dpi=110, bbox_inches="tight", pad_inches=0.1)  # no label cut at the edge
         for name, clips in self.gifs.items():
             write_gif(figures / name, clips, fps)
         index = Path(out_dir) / "index.md"
         index.write_text(self.markdown)
+        (Path(out_dir) / "index.html").write_text(html_page(self.markdown, Path(out_dir)), encoding="utf-8")
         return index
 
 
 def build_report(preset: str, main_runs: list[str], studies_root: Path | None = None, sample_clips: int = 3) -> Report:
     """Everything of the report, in reading order; nothing is written until :meth:`Report.write`."""
     from ..config import load_preset
-    from ..data import plot_strips
     from ..eval.evaluate import evaluate_data, patch_grid_pixels
     from ..eval.metrics import MetricSuite
-    from ..eval.speed import format_speed_table
-    from ..notebook import sample_rows
 
     inputs = load_inputs(preset, main_runs, studies_root)
     cfg = load_preset(preset)
-    sections = {"header": header(inputs)}
+    reference, clips = None, None
+    if inputs.summaries:  # the held-out clips scored like the runs, when the offline backbones were used
+        first = inputs.summaries[0]
+        offline = MetricSuite(fps=cfg.data.fps, grid_period=patch_grid_pixels(cfg))
+        if all(first["backbones"][k] == getattr(offline, k).name for k in first["backbones"]):
+            reference = evaluate_data(cfg, first["num_clips"], offline)
+        clips = side_by_side(preset, inputs.summaries, sample_clips)
+    return compose_report(inputs, reference, clips)
+
+
+def compose_report(inputs: ReportInputs, reference: dict | None = None, clips: dict | None = None) -> Report:
+    """The report from what :func:`build_report` loaded and generated (no model, no data set here): title,
+    status block, verdict table, provenance, main table, speed, studies, samples."""
+    from ..data import plot_strips
+    from ..eval.speed import format_speed_table
+    from ..notebook import sample_rows
+
     figures: dict[str, object] = {}
     gifs: dict[str, dict] = {}
     verdicts = all_verdicts(inputs)
-    sections["verdicts"] = verdict_section(verdicts)
+    sections = {"title": title(inputs), "status": status_section(inputs, verdicts, reference),
+                "verdicts": verdict_section(verdicts), "header": header(inputs)}  # fmt: skip
 
-    # main table (+ the held-out clips scored like the runs, when the offline backbones were used)
     main = ["## Main table", ""]
     if inputs.summaries:
         first = inputs.summaries[0]
-        offline = MetricSuite(fps=cfg.data.fps, grid_period=patch_grid_pixels(cfg))
-        reference = None
-        if all(first["backbones"][k] == getattr(offline, k).name for k in first["backbones"]):
-            reference = evaluate_data(cfg, first["num_clips"], offline)
         main += [f"{first['num_clips']} held-out first frames, the same noise for every run (seed {first['seed']}); "
                  f"Drift over {first['long_video_factor']}× the training length. One training seed per row: no "
                  "intervals here (the studies below have them).", "", main_table(inputs, reference)]  # fmt: skip
@@ -305,8 +469,7 @@ def build_report(preset: str, main_runs: list[str], studies_root: Path | None = 
         sections["studies"] = "## Studies\n\nNot run yet: `make study` (see README)."
 
     # samples: the same first frames and noise for every main run
-    if inputs.summaries:
-        clips = side_by_side(preset, inputs.summaries, sample_clips)
+    if clips:
         figures["samples.png"] = plot_strips(sample_rows(clips, len(clips["Data"])),
                                              title="data / each method, same first frames and noise")  # fmt: skip
         gifs["samples.gif"] = clips
@@ -322,3 +485,47 @@ def _study_note(meta: dict) -> str:
     return (f"Stage III from `{Path(meta['init_from']).name}`, {meta.get('steps') or 'the preset’s'} generator "
             f"updates per run, seeds {meta['seeds']}; mean ± 95 % interval (Student t) over seeds; every run is "
             f"a papermill execution of 03_adversarial + 06_evaluate (copies in its run folder).")  # fmt: skip
+
+
+# ---- the HTML page ---------------------------------------------------------------------------------------------
+PAGE_CSS = """
+body { font: 15px/1.45 -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; max-width: 1180px;
+       margin: 1.5em auto; padding: 0 1.2em; color: #1f2328; }
+h1 { font-size: 1.7em; border-bottom: 1px solid #d0d7de; padding-bottom: .3em; }
+h2 { font-size: 1.3em; border-bottom: 1px solid #d0d7de; padding-bottom: .2em; margin-top: 1.6em; }
+.wide { overflow-x: auto; margin: .8em 0; }
+table { border-collapse: collapse; font-size: 12.5px; }
+th, td { border: 1px solid #d0d7de; padding: 3px 7px; vertical-align: top; }
+th { background: #f6f8fa; }
+tr:nth-child(even) td { background: #fbfbfc; }
+code { font-size: 90%; background: #f3f4f6; padding: 0 3px; border-radius: 3px; }
+img { max-width: 100%; }
+img[src^="data:image/gif"] { image-rendering: pixelated; }
+"""
+
+
+def html_page(markdown_text: str, base: Path) -> str:
+    """index.md as one self-contained HTML page: its images (PNG, GIF) inlined as data URIs, wide tables
+    scrolling sideways; nothing but the report (no notebook inputs, outputs or warnings)."""
+    import base64
+    import html
+    import mimetypes
+    import re
+
+    import mistune
+
+    body = mistune.create_markdown(escape=False, plugins=["table"])(markdown_text)
+
+    def inline(match: re.Match) -> str:
+        path = Path(base) / html.unescape(match.group(2))
+        if not path.is_file():
+            return match.group(0)
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return f'{match.group(1)}"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode()}"'
+
+    body = re.sub(r'(<img src=)"(?!data:|https?:)([^"]+)"', inline, body)
+    body = body.replace("<table>", '<div class="wide"><table>').replace("</table>", "</table></div>")
+    heading = re.search(r"^# (.+)$", markdown_text, flags=re.M)
+    name = html.escape(heading.group(1).replace("`", "")) if heading else "report"
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{name}</title>\n'
+            f"<style>{PAGE_CSS}</style>\n</head>\n<body>\n{body}</body>\n</html>\n")  # fmt: skip

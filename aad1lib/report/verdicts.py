@@ -1,7 +1,10 @@
 """The paper's findings checked against our numbers: every verdict is computed here from the data.
 
-Outcomes: ``reproduced`` / ``not reproduced`` / ``inconclusive`` (95 % intervals overlap, or one seed) /
-``not run``. Two cells differ only when their 95 % intervals (over seeds) are disjoint.
+Outcomes: ``reproduced`` / ``not reproduced`` (only from 95 % intervals over at least ``MIN_SEEDS`` seeds per
+cell) / ``inconclusive`` (enough seeds, the intervals overlap) / ``one seed`` or ``<n> seeds: inconclusive`` (too
+few seeds for an interval to decide; the evidence says which way the numbers lean) / ``one measurement`` (the speed
+benchmark: one timing run, no interval) / ``not run``. Two cells differ only when their 95 % intervals (over seeds)
+are disjoint.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from ..study.results import DRIFT, GRID, MOTION_RATIO, QUALITY, column, mean_ci
 
 COLLAPSE_RATIO = 0.5  # generated / true motion below this = motion collapse (static video)
 PAPER_SPEEDUP = 14.33 / 5.71  # the paper's 1-NFE vs 4-NFE frames per second
+MIN_SEEDS = 3  # a verdict needs 95 % intervals over at least this many seeds per compared cell
+DECIDED = ("reproduced", "not reproduced", "inconclusive")  # outcomes from enough seeds
 
 
 @dataclass
@@ -26,6 +31,28 @@ class Verdict:
 
     def markdown(self) -> str:
         return f"- **{self.outcome}** — {self.claim} {self.evidence}"
+
+    def row(self) -> str:
+        """One line of the verdict table: claim | outcome | evidence."""
+        cells = (self.claim, f"**{self.outcome}**", self.evidence)
+        return "| " + " | ".join(" ".join(c.split()).replace("|", "\\|") for c in cells) + " |"
+
+
+def too_few(seeds: int) -> str:
+    """The outcome of a comparison with fewer than ``MIN_SEEDS`` seeds: no interval decides it."""
+    return "one seed" if seeds <= 1 else f"{seeds} seeds: inconclusive"
+
+
+def lean(supports: bool, contradicts: bool) -> str:
+    """Which way numbers too few to decide point, for the evidence."""
+    if supports:
+        return "the numbers point the claim's way"
+    return "the numbers point against the claim" if contradicts else "the numbers point neither way"
+
+
+def seeds_note(seeds: int) -> str:
+    return (f" {'One seed' if seeds <= 1 else f'{seeds} seeds'} per cell: a verdict needs 95 % intervals over "
+            f"≥ {MIN_SEEDS} seeds.")  # fmt: skip
 
 
 Stat = tuple[float, float, int]  # mean, 95 % half-width (NaN for n < 2), n
@@ -40,8 +67,8 @@ def fmt(stat: Stat, digits: int = 3) -> str:
 
 def compare(a: Stat, b: Stat, lower_is_better: bool) -> str:
     """``better`` / ``worse`` if a's and b's intervals are disjoint, ``overlap`` if not, ``unknown`` if
-    either has fewer than two seeds (no interval)."""
-    if a[2] < 2 or b[2] < 2:
+    either has fewer than ``MIN_SEEDS`` seeds (no interval that counts)."""
+    if a[2] < MIN_SEEDS or b[2] < MIN_SEEDS:
         return "unknown"
     if a[0] + a[1] < b[0] - b[1]:
         return "better" if lower_is_better else "worse"
@@ -50,8 +77,11 @@ def compare(a: Stat, b: Stat, lower_is_better: bool) -> str:
     return "overlap"
 
 
-def decide(supports: bool, contradicts: bool) -> str:
-    """The outcome from whether the numbers support the claim (checked first) or contradict it."""
+def decide(supports: bool, contradicts: bool, seeds: int) -> str:
+    """The outcome from whether the numbers support the claim (checked first) or contradict it; with fewer than
+    ``MIN_SEEDS`` seeds in the smallest compared cell, ``one seed`` / ``<n> seeds: inconclusive`` whatever they say."""
+    if seeds < MIN_SEEDS:
+        return too_few(seeds)
     if supports:
         return "reproduced"
     return "not reproduced" if contradicts else "inconclusive"
@@ -93,6 +123,14 @@ def _motion(cell: pd.DataFrame) -> tuple[Stat, int, int]:
     return _stat(cell, MOTION_RATIO), int(cell["diverged"].sum()), len(cell)
 
 
+def _verdict(claim: str, evidence: str, supports: bool, contradicts: bool, seeds: int) -> Verdict:
+    """The verdict from ``decide``; with too few seeds the evidence also says so and which way the numbers lean."""
+    outcome = decide(supports, contradicts, seeds)
+    if seeds < MIN_SEEDS:
+        evidence += f"{seeds_note(seeds)} Here {lean(supports, contradicts)}."
+    return Verdict(claim, outcome, evidence)
+
+
 def _not_run(claim: str, what: str) -> Verdict:
     return Verdict(claim, "not run", f"({what} missing: run `make study`)")
 
@@ -110,8 +148,9 @@ def causal_frame_collapses(frame: pd.DataFrame | None) -> Verdict:
     cf_state, bv_state = collapse_state(cf_ratio, cf_div, cf_n), collapse_state(bv_ratio, bv_div, bv_n)
     evidence = (f"Motion ratio (generated / true motion, collapse < {COLLAPSE_RATIO}): causal + frame "
                 f"{fmt(cf_ratio)} ({cf_state}), bidirectional + video {fmt(bv_ratio)} ({bv_state}).")  # fmt: skip
-    outcome = decide(cf_state == "collapsed" and bv_state == "moving", cf_state == "moving")
-    return Verdict(claim, outcome, evidence)
+    return _verdict(
+        claim, evidence, cf_state == "collapsed" and bv_state == "moving", cf_state == "moving", min(cf_n, bv_n)
+    )
 
 
 def bidirectional_video_drifts_least(frame: pd.DataFrame | None) -> Verdict:
@@ -127,8 +166,12 @@ def bidirectional_video_drifts_least(frame: pd.DataFrame | None) -> Verdict:
     others = {k: v for k, v in cells.items() if k != "bidirectional + video"}
     lowest = min(cells, key=lambda k: cells[k][0])
     evidence = "Drift ↓: " + ", ".join(f"{k} {fmt(v)}" for k, v in cells.items()) + "."
+    seeds = min(v[2] for v in cells.values())
+    if seeds < MIN_SEEDS:  # too few seeds for intervals: say which way the means lean
+        means = [ours[0] < other[0] for other in others.values()]
+        return _verdict(claim, evidence + f" Lowest mean: {lowest}.", all(means), not any(means), seeds)
     versus = [compare(ours, other, lower_is_better=True) for other in others.values()]
-    outcome = decide(all(v == "better" for v in versus), any(v == "worse" for v in versus))
+    outcome = decide(all(v == "better" for v in versus), any(v == "worse" for v in versus), seeds)
     if outcome == "inconclusive":
         evidence += f" Lowest mean: {lowest}; the intervals do not separate it from the others."
     return Verdict(claim, outcome, evidence)
@@ -153,8 +196,7 @@ def lambda_zero_collapses(frame: pd.DataFrame | None) -> Verdict:
                 f"last half {fmt(gap)}.")  # fmt: skip
     if 20.0 in cells:
         evidence += f" λ = 20: motion ratio {fmt(_motion(cells[20.0])[0])}."
-    outcome = {"collapsed": "reproduced", "moving": "not reproduced"}.get(state, "inconclusive")
-    return Verdict(claim, outcome, evidence)
+    return _verdict(claim, evidence, state == "collapsed", state == "moving", seeds)
 
 
 def lambda_large_grid_artefacts(frame: pd.DataFrame | None, large: float = 50.0) -> Verdict:
@@ -164,10 +206,11 @@ def lambda_large_grid_artefacts(frame: pd.DataFrame | None, large: float = 50.0)
         return _not_run(claim, f"λ = {large:g} or λ = 20")
     big, ref = _stat(cells[large], GRID), _stat(cells[20.0], GRID)
     evidence = f"Grid artefacts (1 = none): λ = {large:g} {fmt(big)}, λ = 20 {fmt(ref)}."
-    outcome = {"worse": "reproduced", "better": "not reproduced"}.get(
-        compare(big, ref, lower_is_better=True), "inconclusive"
-    )
-    return Verdict(claim, outcome, evidence)
+    seeds = min(big[2], ref[2])
+    if seeds < MIN_SEEDS:
+        return _verdict(claim, evidence, big[0] > ref[0], big[0] < ref[0], seeds)
+    versus = compare(big, ref, lower_is_better=True)
+    return Verdict(claim, decide(versus == "worse", versus == "better", seeds), evidence)
 
 
 LAMBDA_CRITERIA = ((DRIFT, True), (MOTION_RATIO, None), (GRID, True), (QUALITY, False))  # None: closest to 1
@@ -195,6 +238,9 @@ def lambda_twenty_best(frame: pd.DataFrame | None) -> Verdict:
     best = ranks[ranks == ranks.min()].index.tolist()
     evidence = ("Mean rank over Drift ↓, |1 − motion ratio| ↓, grid artefacts ↓, imaging quality ↑ (collapsed = last): "
                 + ", ".join(f"λ = {lam:g}: {rank:.2f}" for lam, rank in ranks.sort_index().items()) + ".")  # fmt: skip
+    seeds = min(len(cell) for cell in cells.values())
+    if seeds < MIN_SEEDS:
+        return _verdict(claim, evidence, best == [20.0], 20.0 not in best, seeds)
     # is the winner separated from λ = 20 (or the runner-up) on any criterion?
     rival = min((lam for lam in ranks.index if lam != 20.0), key=lambda lam: ranks[lam])
     winner, other = (20.0, rival) if 20.0 in best else (best[0], 20.0)
@@ -232,8 +278,13 @@ def warmup_quality(frame: pd.DataFrame | None) -> Verdict:
         verdicts.append(compare(a, b, lower_is_better=lower is not False))
     cold_div = int(cold["diverged"].sum())
     evidence = "; ".join(parts) + f"; diverged without warm-up: {cold_div}/{len(cold)}."
+    seeds = min(len(cold), len(warm))
+    if seeds < MIN_SEEDS:  # no interval counts: the means' direction on Drift and quality
+        (d_cold, d_warm), (q_cold, q_warm) = ((_stat(cold, p)[0], _stat(warm, p)[0]) for p in (DRIFT, QUALITY))
+        drops, improves = d_cold > d_warm and q_cold < q_warm, d_cold < d_warm and q_cold > q_warm
+        return _verdict(claim, evidence, cold_div * 2 >= len(cold) or drops, improves, seeds)
     worse, better = "worse" in verdicts, "better" in verdicts
-    outcome = decide(cold_div * 2 >= len(cold) or (worse and not better), better and not worse)
+    outcome = decide(cold_div * 2 >= len(cold) or (worse and not better), better and not worse, seeds)
     return Verdict(claim, outcome, evidence)
 
 
@@ -246,13 +297,19 @@ def warmup_stability(frame: pd.DataFrame | None) -> Verdict:
     cold_div, warm_div = int(cold["diverged"].sum()), int(warm["diverged"].sum())
     evidence = (f"Std of the generator's gradient norm over training: no warm-up {fmt(a)} vs warm-up {fmt(b)}; "
                 f"diverged: {cold_div}/{len(cold)} vs {warm_div}/{len(warm)}.")  # fmt: skip
+    seeds = min(len(cold), len(warm))
+    if seeds < MIN_SEEDS:
+        return _verdict(claim, evidence, cold_div > warm_div or a[0] > b[0], cold_div <= warm_div and a[0] < b[0],
+                        seeds)  # fmt: skip
     versus = compare(a, b, lower_is_better=True)
-    return Verdict(claim, decide(cold_div > warm_div or versus == "worse", versus == "better"), evidence)
+    return Verdict(claim, decide(cold_div > warm_div or versus == "worse", versus == "better", seeds), evidence)
 
 
-# ---- main table (one seed: means only, said so) -------------------------------------------------------
+# ---- main table (one training seed per row: means only, never a verdict) ---------------------------------------
 def main_table_verdicts(summaries: list[dict], speed: dict | None) -> list[Verdict]:
-    """AAD-1 (1 step) vs the 4-step baselines on Drift and motion, and the measured speed-up."""
+    """AAD-1 (1 step) vs the 4-step baselines on Drift and motion, and the measured speed-up. Every main-table
+    row is one training run (one seed), so these say ``one seed`` and which way the means lean; the speed-up is
+    one benchmark run (medians of a few timings, no interval): ``one measurement``."""
     out = []
     ours = next((s for s in summaries if s["stage"] == "stage3"), None)
     baselines = [s for s in summaries if s.get("steps_per_chunk") == 4]
@@ -261,10 +318,9 @@ def main_table_verdicts(summaries: list[dict], speed: dict | None) -> list[Verdi
         out.append(_not_run(claim, "Stage III or 4-step baseline summaries"))
     else:
         drifts = {s["method"]: s["drift"]["value"] for s in [ours, *baselines]}
-        better = all(drifts[ours["method"]] < drifts[b["method"]] for b in baselines)
-        out.append(Verdict(claim, "reproduced" if better else "not reproduced",
-                           "Drift ↓ (one seed, no interval): " + ", ".join(f"{k} {v:.3f}" for k, v in drifts.items())
-                           + "."))  # fmt: skip
+        less = [drifts[ours["method"]] < drifts[b["method"]] for b in baselines]
+        evidence = "Drift ↓: " + ", ".join(f"{k} {v:.3f}" for k, v in drifts.items()) + "."
+        out.append(_verdict(claim, evidence, all(less), not any(less), seeds=1))
     stage2 = next((s for s in summaries if s["stage"] == "stage2" and s.get("steps_per_chunk") == 1), None)
     claim = "Stage III improves on its Stage II warm start (motion closer to the data's, less drift)."
     if ours is None or stage2 is None:
@@ -273,9 +329,8 @@ def main_table_verdicts(summaries: list[dict], speed: dict | None) -> list[Verdi
         r3, r2 = (_ratio(ours), _ratio(stage2))
         d3, d2 = ours["drift"]["value"], stage2["drift"]["value"]
         closer, less = abs(1 - r3) < abs(1 - r2), d3 < d2
-        outcome = "reproduced" if closer and less else ("not reproduced" if not closer and not less else "inconclusive")
-        out.append(Verdict(claim, outcome, f"Motion ratio {r2:.3f} → {r3:.3f}, Drift {d2:.3f} → {d3:.3f} "
-                                           "(one seed, no interval)."))  # fmt: skip
+        evidence = f"Motion ratio {r2:.3f} → {r3:.3f}, Drift {d2:.3f} → {d3:.3f}."
+        out.append(_verdict(claim, evidence, closer and less, not closer and not less, seeds=1))
     claim = f"1 NFE streams {PAPER_SPEEDUP:.2f}× faster than 4 NFE (paper: 14.33 vs 5.71 FPS)."
     ratios = _speedups(speed)
     if not ratios:
@@ -283,13 +338,23 @@ def main_table_verdicts(summaries: list[dict], speed: dict | None) -> list[Verdi
     else:  # judged at the longest length: steady-state streaming, as the paper's FPS; shorter ones listed
         longest = max(ratios)
         ratio = ratios[longest]
-        outcome = "reproduced" if abs(ratio - PAPER_SPEEDUP) / PAPER_SPEEDUP <= 0.15 else "not reproduced"
+        near = abs(ratio - PAPER_SPEEDUP) / PAPER_SPEEDUP <= 0.15
         listed = ", ".join(f"{r:.2f}× at {n}×" for n, r in ratios.items())
-        evidence = (f"Measured 4-NFE / 1-NFE per-chunk latency: {listed} the training length (judged at "
-                    f"{longest}×, steady-state streaming; within 15 % of the paper counts; pass-count limit 2.50×; "
-                    "CPU timings, median of 2).")  # fmt: skip
-        out.append(Verdict(claim, outcome, evidence))
+        limit = _pass_limit(speed, longest)
+        evidence = (f"Measured 4-NFE / 1-NFE per-chunk latency: {listed} the training length"
+                    + (f" (pass-count limit {limit:.2f}×)" if limit else "")
+                    + f"; at {longest}× (steady-state streaming) {'within' if near else 'not within'} 15 % of the "
+                    f"paper's. One benchmark run on {speed.get('device_name', 'an unnamed device')} (median of "
+                    f"{speed.get('repeats', '?')} timings), no interval.")  # fmt: skip
+        out.append(Verdict(claim, "one measurement", evidence))
     return out
+
+
+def _pass_limit(speed: dict | None, length: int) -> float | None:
+    """The pass-count ratio (4-NFE passes / 1-NFE passes per chunk) that bounds the measured speed-up."""
+    rows = [r for r in (speed or {}).get("rows", []) if r["kind"] == "causal" and r["length"] == length]
+    limits = [r.get("pass_ratio_to_student") for r in rows if r.get("nfe_per_chunk") == 4]
+    return limits[0] if limits and limits[0] else None
 
 
 def _ratio(summary: dict) -> float:
