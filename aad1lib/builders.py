@@ -7,17 +7,17 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .config import ExperimentConfig
+from .config import ExperimentConfig, check_pretrained_sizes
+from .data import RealClipsDataset, SyntheticI2VDataset, VideoFolderDataset
 from .models.causal_wan import CausalWanTransformer3DModel
 from .models.codec import LatentCodec, build_codec
 from .models.text import TextEncoder, build_text_encoder
-from .pretrained import check_pretrained_sizes
+from .run_folder import RunFolder
+from .runs import run_summary
 
 
 def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
     """The preset's clips for ``split`` (``train`` / ``test``); samples as in :mod:`aad1lib.data`."""
-    from .data import RealClipsDataset, SyntheticI2VDataset, VideoFolderDataset
-
     d = cfg.data
     if d.kind == "synthetic":
         num = d.train_clips if split == "train" else d.test_clips
@@ -58,6 +58,17 @@ def load_wan(path: str | Path, dtype: torch.dtype = torch.float32) -> CausalWanT
     root = Path(path)
     subfolder = None if (root / "config.json").exists() else "transformer"
     return CausalWanTransformer3DModel.from_pretrained(root, subfolder=subfolder, torch_dtype=dtype)
+
+
+def load_run_model(run: RunFolder, device="cpu", dtype: torch.dtype = torch.float32) -> CausalWanTransformer3DModel:
+    """The model a finished run produced: ``<run>/model`` (diffusers format), or the Wan checkpoint a
+    teacher run points to (cluster presets load Wan instead of training), loaded in ``dtype``."""
+    if (run.path / "model" / "config.json").exists():
+        return CausalWanTransformer3DModel.from_pretrained(run.path / "model", torch_dtype=dtype).to(device)
+    teacher = run_summary(run).get("teacher")
+    if teacher:
+        return load_wan(teacher, dtype).to(device)
+    raise FileNotFoundError(f"{run.path} has no model/ folder and points to no checkpoint")
 
 
 def collate(samples: list[dict]) -> dict:

@@ -16,6 +16,7 @@ import torch
 from .config import ExperimentConfig
 from .models.codec import LatentCodec
 from .models.i2v import CLIPImageEncoder, wan_i2v_condition
+from .pretrained import read_checkpoint_config, wan_config_file
 
 
 class I2VConditioner:
@@ -47,10 +48,8 @@ def uses_image_encoder(cfg: ExperimentConfig) -> bool:
     """A wan_i2v preset whose checkpoint has ``image_dim`` (Wan 2.1 I2V): CLIP tokens go in as image states."""
     if cfg.model.i2v != "wan_i2v" or not cfg.model.pretrained:
         return False
-    from .pretrained import _read, wan_config_file
-
     file = wan_config_file(cfg.model.pretrained)
-    return file.exists() and _read(file).get("image_dim") is not None
+    return file.exists() and read_checkpoint_config(file).get("image_dim") is not None
 
 
 def build_image_encoder(cfg: ExperimentConfig, dtype: torch.dtype = torch.float32) -> CLIPImageEncoder | None:

@@ -18,7 +18,11 @@ from typing import Any, Literal
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+from .chunking import ChunkLayout
+from .paths import ROOT
+from .pretrained import pretrained_size_conflicts
+
+CONFIG_DIR = ROOT / "experiments" / "configs"
 
 
 class ConfigError(ValueError):
@@ -224,8 +228,6 @@ class ExperimentConfig:
 
     def validate(self) -> ExperimentConfig:
         """Reject impossible combinations, naming the keys involved."""
-        from .models.chunking import ChunkLayout
-
         d, m, c = self.data, self.model, self.chunking
         if self.text.kind == "tiny" and self.text.dim != m.text_dim:
             raise ConfigError(f"text.dim ({self.text.dim}) must equal model.text_dim ({m.text_dim})")
@@ -237,14 +239,14 @@ class ExperimentConfig:
             raise ConfigError("data.kind=video_folder needs data.root and data.captions_csv")
         if d.kind == "video_folder" and d.test_clips < 1:
             raise ConfigError(f"data.kind=video_folder holds out data.test_clips files: need >= 1, got {d.test_clips}")
-        if m.i2v == "wan_i2v" and self.chunking.context_frames:
+        if m.i2v == "wan_i2v" and c.context_frames:
             raise ConfigError(
                 f"model.i2v=wan_i2v conditions through channels and generates the first frame: chunking.context_frames "
-                f"must be 0, got {self.chunking.context_frames}"
+                f"must be 0, got {c.context_frames}"
             )
         if self.codec.kind == "wan_vae" and (d.num_frames - 1) % 4:
             raise ConfigError(f"codec.kind=wan_vae needs data.num_frames = 1 + 4k, got {d.num_frames}")
-        factor = 8 if self.codec.kind == "wan_vae" else 1
+        factor = self.spatial_factor
         _, p_h, p_w = m.patch_size
         if d.height % (factor * p_h) or d.width % (factor * p_w):
             raise ConfigError(
@@ -252,8 +254,7 @@ class ExperimentConfig:
                 f"({factor}×{p_h}, {factor}×{p_w})"
             )
         try:
-            layout = ChunkLayout(c.frames_per_chunk, c.context_frames, c.sink_frames, c.window_frames)
-            layout.check_num_frames(self.latent_frames)
+            self.chunk_layout().check_num_frames(self.latent_frames)
         except ValueError as err:
             raise ConfigError(f"chunking vs data.num_frames ({self.latent_frames} latent frames): {err}") from err
         for key, value in [("teacher.caption_dropout", self.teacher.caption_dropout)]:
@@ -286,15 +287,19 @@ class ExperimentConfig:
             raise ConfigError(f"stage3.disc_taps must be fractions of depth in (0, 1], got {s3.disc_taps}")
         if self.train.parallel == "fsdp2" and self.train.ema_decay is not None:
             raise ConfigError("train.ema_decay is not supported with train.parallel=fsdp2 (use ddp, or set it to null)")
-        from .pretrained import check_pretrained_sizes
-
         check_pretrained_sizes(self)  # model.* / text.dim vs model.pretrained's config.json, when the path exists
         return self
 
+    # ---- latent geometry: what the codec makes of a clip (one place for the VAE's factors) ----
     @property
     def temporal_factor(self) -> int:
         """Pixel frames per latent frame after the first (Wan VAE: 4; pixel space: 1)."""
         return 4 if self.codec.kind == "wan_vae" else 1
+
+    @property
+    def spatial_factor(self) -> int:
+        """Pixels per latent pixel along height and width (Wan VAE: 8; pixel space: 1)."""
+        return 8 if self.codec.kind == "wan_vae" else 1
 
     @property
     def condition_channels(self) -> int:
@@ -310,14 +315,25 @@ class ExperimentConfig:
     def latent_frames(self) -> int:
         return 1 + (self.data.num_frames - 1) // self.temporal_factor
 
-    def chunk_layout(self):
-        from .models.chunking import ChunkLayout
-
+    def chunk_layout(self) -> ChunkLayout:
         c = self.chunking
         return ChunkLayout(c.frames_per_chunk, c.context_frames, c.sink_frames, c.window_frames)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_pretrained_sizes(cfg: ExperimentConfig, missing_ok: bool = True) -> None:
+    """Raise :class:`ConfigError` naming both values when the preset's sizes contradict its checkpoints
+    (:func:`aad1lib.pretrained.pretrained_size_conflicts`), or when a checkpoint's config cannot be read."""
+    try:
+        problems = pretrained_size_conflicts(cfg, missing_ok=missing_ok)
+    except ValueError as err:  # an unreadable config.json
+        raise ConfigError(str(err)) from err
+    if problems:
+        raise ConfigError(
+            "the preset contradicts its checkpoint (fix the preset's sizes or the path):\n  " + "\n  ".join(problems)
+        )
 
 
 # ---- loading -------------------------------------------------------------------------------------

@@ -11,10 +11,14 @@ Videos are ``[B, C, F, H, W]``. Wherever a function takes ``sigma`` it accepts a
 (one level per sample) or a ``[B, F]`` tensor (one level per frame, as in Diffusion Forcing, Chen et al.
 2024); :func:`broadcast_sigma` turns any of these into ``[B, 1, F, 1, 1]``.
 
+Every sigma schedule lives here: the teacher's (:func:`sampling_sigmas`), the student's target levels
+(:func:`target_sigmas`) and its few-step lists (:func:`student_sigmas`, :func:`few_step_sigmas`,
+:func:`causal_sigmas`).
+
 Samplers are stateless functions with callbacks, in the style of k-diffusion's ``sampling.py``.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -83,6 +87,13 @@ def timestep_to_sigma(t: Sigma) -> Sigma:
     return t / NUM_TRAIN_TIMESTEPS
 
 
+def per_frame_sigma(sigma: torch.Tensor, num_frames: int, context_frames: int) -> torch.Tensor:
+    """``[B]`` -> ``[B, F]`` with the clean context frames at 0."""
+    out = sigma[:, None].repeat(1, num_frames)
+    out[:, :context_frames] = 0.0
+    return out
+
+
 def sampling_sigmas(num_steps: int, shift: float = 1.0, device: torch.device | str | None = None) -> torch.Tensor:
     """Descending inference sigmas with a terminal 0, identical to diffusers' Euler flow scheduler.
 
@@ -116,6 +127,26 @@ def target_sigmas(num_steps: int, shift: float, device: torch.device | str | Non
         ``[num_steps]`` float32 tensor, descending, first element 1.
     """
     return sampling_sigmas(num_steps, shift, device=device)[:-1]
+
+
+def student_sigmas(target_sigmas: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` evenly spaced levels of Stage I's target list (always starting from the first), plus 0."""
+    picks = [round(i * len(target_sigmas) / steps) for i in range(steps)]
+    return torch.cat([target_sigmas[picks], target_sigmas.new_zeros(1)])
+
+
+def few_step_sigmas(timesteps: Sequence[float], shift: float) -> torch.Tensor:
+    """Shifted few-step levels plus the terminal 0, from Wan-scale timesteps (Self-Forcing's
+    ``denoising_step_list``, e.g. ``[1000, 750, 500, 250]``)."""
+    sigmas = torch.tensor([shift_sigma(t / NUM_TRAIN_TIMESTEPS, shift) for t in timesteps])
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def causal_sigmas(steps_or_sigmas, shift: float) -> torch.Tensor:
+    """A few-step schedule with the terminal 0: given as sigmas, or ``k`` steps evenly spaced from t = 1000."""
+    if isinstance(steps_or_sigmas, int):
+        return few_step_sigmas([1000 * (1 - i / steps_or_sigmas) for i in range(steps_or_sigmas)], shift)
+    return torch.as_tensor(steps_or_sigmas, dtype=torch.float32)
 
 
 def sample_timesteps(

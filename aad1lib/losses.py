@@ -9,6 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import flow
+
+VAL_SIGMAS = (0.3, 0.5, 0.7)  # levels of the teacher's denoising loss (Stage II validation, before/after tables)
+
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error over the selected frames (all frames if ``frame_mask`` is None)."""
@@ -80,3 +84,20 @@ def approximate_r1(discriminator, x: torch.Tensor, logits: torch.Tensor, sigma: 
         eps = torch.randn(x.shape, generator=generator).to(x) if generator is not None else torch.randn_like(x)
     logits_perturbed = discriminator(x + sigma * eps, *args)
     return ((logits_perturbed - logits) / sigma).float().pow(2).mean()
+
+
+# ---- Stage II validation and the before/after tables: how the teacher sees a clip ----------------------
+@torch.no_grad()
+def teacher_denoising_loss(teacher, video, text, context_frames, seed: int = 0, condition: dict | None = None) -> float:
+    """Mean flow-matching loss of the teacher on ``video`` at :data:`VAL_SIGMAS` (fixed noise): how well
+    the clip sits on the teacher's distribution. Real data and teacher samples score low."""
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.arange(video.shape[2]) >= context_frames
+    losses = []
+    for level in VAL_SIGMAS:
+        noise = torch.randn(video.shape, generator=gen).to(video)
+        sigma = flow.per_frame_sigma(torch.full((video.shape[0],), level), video.shape[2], context_frames).to(video)
+        x_t = flow.add_noise(video, noise, sigma)
+        v = teacher(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **(condition or {}))[0]
+        losses.append(flow_matching_loss(v, video, noise, mask).item())
+    return sum(losses) / len(losses)

@@ -18,7 +18,6 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .paths import NOTEBOOKS
+from .run_folder import atomic_write_json, git_commit
 
 
 @dataclass(frozen=True)
@@ -102,14 +102,16 @@ def run_notebooks(
         except Exception as error:  # papermill raises PapermillExecutionError with the cell's traceback
             outcome.failure = dict(step=step.name, index=i - 1, notebook=step.source.stem, executed=str(executed),
                                    error=_short_error(error), failed=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
-            _write_json(folder / "failed.json", outcome.failure)
+            atomic_write_json(folder / "failed.json", outcome.failure, default=str)
             say(f"{prefix}: FAILED after {_duration(time.time() - tic)}: {outcome.failure['error']}\n"
                 f"    the executed notebook with the traceback: {executed}")  # fmt: skip
             break
         seconds = outcome.seconds[step.name] = time.time() - tic
         outcome.ran.append(step.name)
-        _write_json(marker, dict(notebook=step.notebook, parameters=step.parameters, seconds=seconds,
-                                 commit=_commit(), finished=time.strftime("%Y-%m-%d %H:%M:%S")))  # fmt: skip
+        # a marker is whole or absent, also when the runner is killed
+        atomic_write_json(marker, dict(notebook=step.notebook, parameters=step.parameters, seconds=seconds,
+                                       commit=_commit(), finished=time.strftime("%Y-%m-%d %H:%M:%S")),
+                          default=str)  # fmt: skip
         say(f"{prefix}: finished in {_duration(seconds)} ({_duration(time.time() - start)} since start)")
     say(f"{label}{len(outcome.seconds)}/{len(steps)} steps done ({len(outcome.ran)} now, {len(outcome.skipped)} "
         f"earlier); this invocation {_duration(time.time() - start)}, all finished steps "
@@ -150,16 +152,8 @@ def _same(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
-def _write_json(path: Path, body: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")  # a marker is whole or absent, also when the runner is killed
-    tmp.write_text(json.dumps(body, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 @functools.cache  # once per process (a sweep): git status runs the notebooks' clean filter, seconds each time
 def _commit() -> str | None:
-    from .train.run_folder import git_commit
-
     return git_commit()
 
 

@@ -10,6 +10,9 @@ Checkpoint folders are resolved as the builders do: a transformer folder (``conf
 ``transformer/`` subfolder (:func:`aad1lib.builders.build_wan`); a umT5 folder or a Wan root with a
 ``text_encoder/`` subfolder (:class:`aad1lib.models.text.UMT5TextEncoder`). A path that does not exist on this
 machine (a cluster path such as ``/models/...`` on a laptop) is skipped unless ``missing_ok=False``.
+
+This module reads files and lists conflicts; it imports nothing from the package, so :mod:`aad1lib.config`
+(which raises them as a ``ConfigError`` in :func:`aad1lib.config.check_pretrained_sizes`) can use it.
 """
 
 from __future__ import annotations
@@ -17,8 +20,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-
-from .config import ConfigError, ExperimentConfig
 
 # Wan transformer config keys the preset's model.* sizes must agree with (config.json name -> preset key)
 WAN_KEYS = {
@@ -48,26 +49,29 @@ def text_encoder_config_file(path: str | Path) -> Path:
     return folder / "config.json"
 
 
-def _read(file: Path) -> dict[str, Any]:
+def read_checkpoint_config(file: Path) -> dict[str, Any]:
+    """A checkpoint's ``config.json``; ``ValueError`` naming the file when it cannot be read or parsed."""
     try:
         return json.loads(file.read_text())
     except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read the checkpoint config {file}: {err}") from err
+        raise ValueError(f"cannot read the checkpoint config {file}: {err}") from err
 
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, list | tuple) else value
 
 
-def pretrained_size_conflicts(cfg: ExperimentConfig, missing_ok: bool = True) -> list[str]:
-    """One message per preset size that contradicts the checkpoint it names (empty: they agree)."""
+def pretrained_size_conflicts(cfg: Any, missing_ok: bool = True) -> list[str]:
+    """One message per preset size that contradicts the checkpoint it names (empty: they agree). ``cfg``: an
+    ``ExperimentConfig``, or a partial config with ``model`` (and ``text``) as the memory planner passes."""
     problems = []
     text = getattr(cfg, "text", None)  # the planner also takes partial configs
     if getattr(cfg.model, "pretrained", None):
         file = wan_config_file(cfg.model.pretrained)
         if file.exists():
-            saved = _read(file)
-            preset = cfg.wan_kwargs() if isinstance(cfg, ExperimentConfig) else cfg.model.wan_kwargs()
+            saved = read_checkpoint_config(file)
+            # the full config's constructor arguments include Wan I2V's condition channels
+            preset = cfg.wan_kwargs() if hasattr(cfg, "wan_kwargs") else cfg.model.wan_kwargs()
             for key, preset_key in WAN_KEYS.items():
                 if saved.get(key) is None:  # absent (older diffusers) or null (out_channels = in_channels)
                     continue
@@ -82,7 +86,7 @@ def pretrained_size_conflicts(cfg: ExperimentConfig, missing_ok: bool = True) ->
     if text is not None and text.kind == "umt5" and text.path:
         file = text_encoder_config_file(text.path)
         if file.exists():
-            d_model = _read(file).get("d_model")
+            d_model = read_checkpoint_config(file).get("d_model")
             for preset_key, ours in [("text.dim", text.dim), ("model.text_dim", cfg.model.text_dim)]:
                 if d_model is not None and ours != d_model:
                     problems.append(
@@ -91,12 +95,3 @@ def pretrained_size_conflicts(cfg: ExperimentConfig, missing_ok: bool = True) ->
         elif not missing_ok:
             problems.append(f"text.path = {text.path}: no {file}")
     return problems
-
-
-def check_pretrained_sizes(cfg: ExperimentConfig, missing_ok: bool = True) -> None:
-    """Raise :class:`ConfigError` naming both values when the preset's sizes contradict its checkpoints."""
-    problems = pretrained_size_conflicts(cfg, missing_ok=missing_ok)
-    if problems:
-        raise ConfigError(
-            "the preset contradicts its checkpoint (fix the preset's sizes or the path):\n  " + "\n  ".join(problems)
-        )

@@ -17,10 +17,11 @@ import json
 import sys
 from pathlib import Path
 
+from .config import load_preset
 from .notebook_runner import Step, run_notebooks
 from .paths import ROOT
+from .run_folder import RUNS_ROOT
 
-RUNS = ROOT / "experiments" / "runs"
 REPORTS = ROOT / "reports"
 # Stage III generator updates per study run (10 D-only + 30 with G on demo: ~2.5 min each, 16 runs): the main
 # run uses the preset's 100; the studies trade length for seeds and cells on 2 CPU cores
@@ -28,7 +29,7 @@ STUDY_STEPS = 40
 
 
 def run_path(stage: str, preset: str, variant: str = "") -> str:
-    return str(RUNS / f"{stage}-{preset}-reproduce{variant}")
+    return str(RUNS_ROOT / f"{stage}-{preset}-reproduce{variant}")
 
 
 def main_runs(preset: str) -> list[str]:
@@ -39,8 +40,6 @@ def main_runs(preset: str) -> list[str]:
 
 def eval_clips(preset: str) -> int:
     """8 held-out clips (the demo main table), or all of a smaller test split."""
-    from .config import load_preset
-
     return min(8, load_preset(preset).data.test_clips)
 
 
@@ -97,8 +96,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.study:
         steps = study_steps(args.preset, [int(s) for s in args.seeds.split(",")])
-        sys.exit(run_steps(steps, args.preset, RUNS / f"study-{args.preset}"))
-    sys.exit(run_steps(pipeline(args.preset), args.preset, RUNS / f"reproduce-{args.preset}"))
+        sys.exit(run_steps(steps, args.preset, RUNS_ROOT / f"study-{args.preset}"))
+    sys.exit(run_steps(pipeline(args.preset), args.preset, RUNS_ROOT / f"reproduce-{args.preset}"))
 
 
 if __name__ == "__main__":

@@ -15,15 +15,15 @@ detached keys, so memory grows with one graph per chunk, never with the history.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from . import flow
+from .chunking import ChunkLayout
 from .models.causal_wan import CausalWanTransformer3DModel
-from .models.chunking import ChunkLayout
 from .models.kv_cache import KVCache
 
 # per-clip conditioning inputs of the model (Wan I2V): both classifier-free-guidance branches get them, as
@@ -183,13 +183,6 @@ def stream_generate(
             chunk_callback(chunk, x0.detach(), cache)
         offset += per_chunk
     return RolloutOutput(video=torch.cat(outputs, dim=2), passes=passes, kv_cache=cache)
-
-
-def few_step_sigmas(timesteps: Sequence[float], shift: float) -> torch.Tensor:
-    """Shifted few-step levels plus the terminal 0, from Wan-scale timesteps (Self-Forcing's
-    ``denoising_step_list``, e.g. ``[1000, 750, 500, 250]``)."""
-    sigmas = torch.tensor([flow.shift_sigma(t / flow.NUM_TRAIN_TIMESTEPS, shift) for t in timesteps])
-    return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
 def seeded_renoise(seed: int) -> Callable[[torch.Tensor], torch.Tensor]:

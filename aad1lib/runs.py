@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import torch
-
-from .train.run_folder import RUNS_ROOT, RunFolder
+from .run_folder import RUNS_ROOT, RunFolder
 
 # which notebook produces each stage's runs (for error messages)
 STAGE_NOTEBOOKS = {
@@ -58,24 +57,37 @@ def resolve_run(spec: str | Path, stage: str, preset: str, root: Path | None = N
     return run
 
 
-def load_run_model(run: RunFolder, device="cpu", dtype: torch.dtype = torch.float32):
-    """The model a finished run produced: ``<run>/model`` (diffusers format), or the Wan checkpoint a
-    teacher run points to (cluster presets load Wan instead of training), loaded in ``dtype``."""
-    import json
-
-    from .models.causal_wan import CausalWanTransformer3DModel
-
-    if (run.path / "model" / "config.json").exists():
-        return CausalWanTransformer3DModel.from_pretrained(run.path / "model", torch_dtype=dtype).to(device)
-    summary = json.loads((run.path / "finished.json").read_text())
-    if summary.get("teacher"):
-        root = Path(summary["teacher"])
-        subfolder = None if (root / "config.json").exists() else "transformer"
-        return CausalWanTransformer3DModel.from_pretrained(root, subfolder=subfolder, torch_dtype=dtype).to(device)
-    raise FileNotFoundError(f"{run.path} has no model/ folder and points to no checkpoint")
-
-
 def run_summary(run: RunFolder) -> dict:
-    import json
-
     return json.loads((run.path / "finished.json").read_text())
+
+
+def resolve_spec(spec: str | Path, preset: str, root: Path | None = None) -> RunFolder:
+    """A finished run from ``spec``: ``latest:<stage>`` (optionally ``latest:<stage>?key=value&...`` to pick
+    the newest run whose finished.json matches, e.g. ``latest:stage2?student_steps=4``), a run folder path,
+    or a run folder name under ``root``."""
+    spec = str(spec)
+    if spec.startswith("latest:"):
+        stage, _, query = spec[len("latest:") :].partition("?")
+        if stage not in STAGE_NOTEBOOKS:
+            raise ValueError(f"unknown stage in {spec!r}; allowed: {[f'latest:{s}' for s in STAGE_NOTEBOOKS]}")
+        if not query:
+            return resolve_run("latest", stage, preset, root)
+        wanted = dict(part.split("=", 1) for part in query.split("&"))
+        matches = [r for r in find_runs(stage, preset, root) if _matches(run_summary(r), wanted)]
+        if not matches:
+            raise FileNotFoundError(
+                f"no finished {stage} run of preset {preset!r} with {wanted} under {Path(root or RUNS_ROOT)}: "
+                f"run {STAGE_NOTEBOOKS[stage]} with those parameters first"
+            )
+        return matches[-1]
+    path = Path(spec)
+    if not path.exists() and (Path(root or RUNS_ROOT) / spec).exists():
+        path = Path(root or RUNS_ROOT) / spec
+    run = RunFolder.open(path)
+    if not run.finished:
+        raise ValueError(f"{run.path} did not finish; resume it or pick another run")
+    return run
+
+
+def _matches(summary: dict, wanted: dict[str, str]) -> bool:
+    return all(str(summary.get(k)).lower() == v.lower() for k, v in wanted.items())

@@ -5,10 +5,14 @@
     python benchmarks/memory_plan.py --preset wan2.1-14b --gpus 64 --stage stage3 --sequence-parallel 8
     python benchmarks/memory_plan.py --preset path/to/my-preset.yaml --gpus 8 --stage stage1
     python benchmarks/memory_plan.py --check-cpu      # planner vs a measured Stage-III-like step, tiny + demo
+    python benchmarks/memory_plan.py --check-fsdp --stage stage3 --grad-checkpointing   # each rank of 2 processes
 
-Prints one row per model (parameters, gradients, AdamW state, activations), the rollout's KV cache, FSDP2's
-transient unsharded buffers, the total per GPU against the GPU size, the whole-job total and, for Stage III,
-the paper's ~1040 GB reference. Conventions and formulas: aad1lib/scale/memory_planner.py.
+Prints one row per model the stage holds on the GPU (trained and frozen transformers, the text encoder, the VAE:
+parameters, gradients, AdamW state, activations), the rollout's KV cache, FSDP2's unsharded buffers, the total per
+GPU against the GPU size, every phase's total, the whole-job total and, for Stage III, the paper's ~1040 GB
+reference. Conventions and formulas: aad1lib/scale/memory_planner.py. The planner is checked against measured
+peaks in tests/test_memory_planner.py (one process, and each rank of a 2-process FSDP2 run:
+aad1lib.scale.memory_measure.check_fsdp_plan_on_cpu).
 """
 
 import argparse
@@ -16,7 +20,7 @@ import json
 import sys
 
 from aad1lib.config import ConfigError, available_presets, load_preset
-from aad1lib.scale.memory_measure import check_plan_on_cpu
+from aad1lib.scale.memory_measure import check_fsdp_plan_on_cpu, check_plan_on_cpu
 from aad1lib.scale.memory_planner import GIB, PUBLISHED_PARAMS, STAGES, plan_memory, wan_params
 
 
@@ -64,6 +68,27 @@ def check_cpu(args) -> dict:
     return results
 
 
+def check_fsdp(args) -> dict:
+    if args.stage == "stage1":
+        sys.exit("--check-fsdp measures stage2 or stage3")
+    preset = "demo" if args.preset == "wan2.1-14b" else args.preset  # the default preset is far too big for a CPU
+    check = check_fsdp_plan_on_cpu(
+        preset,
+        args.stage,
+        batch_per_rank=args.batch_per_gpu or 4,
+        grad_checkpointing=bool(args.grad_checkpointing),
+        mixed_precision=args.mixed_precision,
+    )
+    print(check.summary())
+    print(check.plan.to_markdown())
+    return dict(
+        planned_mib=check.plan.per_gpu_bytes / 2**20,
+        measured_mib=[r["peak_bytes"] / 2**20 for r in check.ranks],
+        ratio=check.ratio,
+        phase_ratios=check.phase_ratios(),
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -85,8 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--disc-graphs",
         type=int,
-        default=2,
-        help="D graphs alive in its update: 2 = real + fake, 4 with R1/R2 in the same backward",
+        help="D graphs alive in its update: 2 = real + fake, 4 with R1/R2 in the same backward "
+        "(default: as the trainer, 4 when stage3.lam > 0)",
     )
     parser.add_argument("--sequence-parallel", type=int, default=1, help="context-parallel degree (activations / k)")
     parser.add_argument(
@@ -94,7 +119,14 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="measure a synthetic Stage-III step on this CPU (tiny, demo) against the planner",
     )
-    parser.add_argument("--methods", nargs="+", default=["allocator", "rss"], choices=["allocator", "rss"])
+    parser.add_argument(
+        "--check-fsdp",
+        action="store_true",
+        help="measure each rank of a 2-process FSDP2 run of --stage (stage2/stage3; demo unless --preset names "
+        "another CPU preset) against the planner with num_gpus=2",
+    )
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="--check-fsdp: compute dtype")
+    parser.add_argument("--methods", nargs="+", default=["allocator", "rss"], choices=["allocator", "rss", "malloc"])
     parser.add_argument("--steps", type=int, default=2, help="--check-cpu: steps per measured run")
     parser.add_argument("--repeats", type=int, default=1, help="--check-cpu: runs per method (the max is kept)")
     parser.add_argument("--json", help="also write the numbers here")
@@ -102,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.gpus < 1:
         sys.exit("--gpus must be >= 1")
     try:
-        result = check_cpu(args) if args.check_cpu else print_plan(args)
+        result = check_cpu(args) if args.check_cpu else check_fsdp(args) if args.check_fsdp else print_plan(args)
     except ConfigError as err:  # unknown preset / missing file / bad key / sizes contradicting the checkpoint
         sys.exit(f"error: {err}")
     if args.json:

@@ -13,8 +13,8 @@ import json
 import torch
 
 from aad1lib.eval.streaming_speed import benchmark_streaming, format_table, to_records
+from aad1lib.flow import few_step_sigmas
 from aad1lib.models import CausalWanTransformer3DModel, ChunkLayout
-from aad1lib.rollout import few_step_sigmas
 
 
 def main() -> None:

@@ -367,8 +367,8 @@ def torchrun(stage: str, preset: str | Path, run_name: str, runs_root: Path, npr
     (message: the tail of stderr) and returns the run folder; past ``timeout`` seconds every process of the run is
     killed and the assertion fails. ``sets``: ``{"key": value}`` or ``["key=value"]``."""
     from aad1lib.config import load_preset
+    from aad1lib.run_folder import RunFolder
     from aad1lib.train.__main__ import parse_overrides
-    from aad1lib.train.run_folder import RunFolder
 
     pairs = [f"{k}={json.dumps(v)}" for k, v in sets.items()] if isinstance(sets, dict) else list(sets)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "-m", "aad1lib.train",

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from aad1lib.builders import load_run_model
 from aad1lib.config import load_preset
 from aad1lib.eval.evaluate import (
     eval_inputs,
@@ -13,9 +14,8 @@ from aad1lib.eval.evaluate import (
     format_main_table,
     generate_latents,
     generation_plan,
-    resolve_spec,
 )
-from aad1lib.runs import load_run_model
+from aad1lib.runs import resolve_spec
 from aad1lib.train.stage1 import train_stage1
 from aad1lib.train.stage2 import train_stage2
 from aad1lib.train.teacher import train_teacher

@@ -1,5 +1,6 @@
-"""Memory planner: exact parameter counts, FSDP2 sharding, the activation formula, and a measured CPU step."""
+"""Memory planner: exact parameter counts, FSDP2 sharding, the activation formula, and measured CPU steps."""
 
+import json
 import logging
 import warnings
 
@@ -11,14 +12,20 @@ from aad1lib.models import CausalWanTransformer3DModel
 from aad1lib.models.discriminator import VideoDiscriminator
 from aad1lib.rollout import stream_generate
 from aad1lib.scale import check_plan_on_cpu, measure_peak_memory, plan_memory, saved_tensor_bytes, wan_params
+from aad1lib.scale.memory_measure import check_fsdp_plan_on_cpu
 from aad1lib.scale.memory_planner import (
+    GIB,
     PUBLISHED_PARAMS,
+    UMT5_XXL_ENCODER,
+    WAN21_VAE_PARAMS,
     GraphForward,
     WanShape,
     discriminator_taps,
     graph_bytes,
+    kv_cache_bytes,
     rollout_graphs,
     token_geometry,
+    umt5_encoder_params,
 )
 
 PRESETS = ["tiny", "demo", "wan2.1-1.3b", "wan2.1-14b"]
@@ -58,15 +65,93 @@ def test_fsdp2_sharding_divides_sharded_state_by_the_gpu_count():
     cfg = load_preset("wan2.1-14b")
     one, many = (plan_memory(cfg, "stage2", num_gpus=n, batch_per_gpu=1) for n in (1, 16))
     for a, b in zip(one.rows, many.rows, strict=True):
-        assert b.params_bytes == pytest.approx(a.params_bytes / 16)
-        assert b.grads_bytes == pytest.approx(a.grads_bytes / 16)
-        assert b.optimizer_bytes == pytest.approx(a.optimizer_bytes / 16)
+        shards = 1 if a.name == "VAE" else 16  # the VAE is replicated (no shard units), the rest sharded by block
+        assert b.params_bytes == pytest.approx(a.params_bytes / shards)
+        assert b.grads_bytes == pytest.approx(a.grads_bytes / shards)
+        assert b.optimizer_bytes == pytest.approx(a.optimizer_bytes / shards)
         assert b.activation_bytes == pytest.approx(a.activation_bytes)  # activations are per GPU, not sharded
     assert one.buffer_bytes == 0 < many.buffer_bytes  # all-gathered blocks only exist when sharded
     generator = one.rows[0]  # fp32 params + fp32 grads + 2 fp32 AdamW moments = 16 B per parameter
     assert generator.params_bytes + generator.grads_bytes + generator.optimizer_bytes == 16 * generator.num_params
     assert one.rows[2].params_bytes == 2 * one.rows[2].num_params  # frozen bf16 teacher
     assert many.job_bytes == pytest.approx(16 * many.per_gpu_bytes)
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2", "stage3"])
+def test_every_resident_model_is_planned_in_the_dtype_and_sharding_the_trainer_uses(stage):
+    cfg = load_preset("wan2.1-14b")  # bf16, FSDP2, umT5 + Wan VAE (their paths are not on this machine)
+    plan = plan_memory(cfg, stage, num_gpus=64)
+    text, vae = plan.row("text encoder"), plan.row("VAE")
+    assert text.num_params == umt5_encoder_params(UMT5_XXL_ENCODER) == 5_680_910_336
+    assert text.params_bytes == pytest.approx(2 * text.num_params / 64)  # bf16, sharded by UMT5Block
+    assert vae.num_params == WAN21_VAE_PARAMS and vae.params_bytes == 4 * WAN21_VAE_PARAMS  # fp32, replicated
+    assert text.grads_bytes == text.optimizer_bytes == vae.grads_bytes == vae.optimizer_bytes == 0
+    roots = plan.buffer_parts[next(k for k in plan.buffer_parts if k.startswith("roots"))]
+    assert roots > 2 * UMT5_XXL_ENCODER["vocab_size"] * UMT5_XXL_ENCODER["d_model"]  # umT5's gathered embedding
+    if stage == "stage1":  # the teacher is on the GPU only while it generates the ODE pairs
+        teacher = plan.row("teacher")
+        assert plan.peak_phase == "student update" and teacher.params_bytes == 0
+        assert plan.phase_bytes["ODE-pair generation"] < plan.phase_bytes["student update"]
+        assert "Stage I plans the larger of its two phases: student update" in plan.to_markdown()
+    if stage == "stage2":
+        assert plan.row("teacher").params_bytes == pytest.approx(2 * plan.row("teacher").num_params / 64)
+
+
+def test_umt5_and_vae_sizes_come_from_their_configs_when_the_paths_exist(tmp_path):
+    from diffusers import AutoencoderKLWan
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    small_t5 = dict(d_model=4096, d_ff=512, num_layers=2, num_heads=8, d_kv=64, vocab_size=1000)
+    (tmp_path / "text_encoder").mkdir()
+    (tmp_path / "text_encoder" / "config.json").write_text(json.dumps(dict(small_t5, model_type="umt5")))
+    small_vae = dict(base_dim=32, z_dim=16, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[False])
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "config.json").write_text(json.dumps(dict(small_vae, _class_name="AutoencoderKLWan")))
+    cfg = load_preset("wan2.1-14b", {"text.path": str(tmp_path), "codec.path": str(tmp_path)})
+    plan = plan_memory(cfg, "stage3", num_gpus=8)
+    with torch.device("meta"):
+        t5 = UMT5EncoderModel(UMT5Config(**small_t5))
+        vae = AutoencoderKLWan(**small_vae)
+    assert plan.row("text encoder").num_params == sum(p.numel() for p in t5.parameters())
+    assert plan.row("VAE").num_params == sum(p.numel() for p in vae.parameters())
+    assert "config.json" in plan.row("text encoder").role and "config.json" in plan.row("VAE").role
+
+
+def test_known_sizes_match_the_models_built_on_meta():
+    from diffusers import AutoencoderKLWan
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    with torch.device("meta"):
+        t5 = UMT5EncoderModel(UMT5Config(**UMT5_XXL_ENCODER))
+        vae = AutoencoderKLWan()  # diffusers' defaults are the Wan 2.1 VAE's config
+    assert umt5_encoder_params(UMT5_XXL_ENCODER) == sum(p.numel() for p in t5.parameters())
+    assert WAN21_VAE_PARAMS == sum(p.numel() for p in vae.parameters())
+
+
+def test_tiny_text_encoder_is_planned_as_its_buffers():
+    from aad1lib.builders import build_text
+
+    cfg = load_preset("demo")
+    encoder = build_text(cfg)
+    row = plan_memory(cfg, "stage3", num_gpus=2).row("text encoder")
+    assert row.num_params == sum(b.numel() for b in encoder.buffers())
+    assert row.params_bytes == 4 * row.num_params  # fp32 compute, replicated (no shard units)
+
+
+def test_kv_cache_is_held_once_not_per_chunk():
+    """Checkpointing: every segment any chunk saw stays until the backward, once (the 14B preset's 7 chunks of
+    3 frames and 13-frame window: all 22 frames); without, the live window at the rollout's end."""
+    cfg = load_preset("wan2.1-14b")
+    geo, shape = token_geometry(cfg), WanShape.of(cfg.model)
+    assert geo.held_cache_frames(checkpointing=True) == geo.latent_frames == 22
+    assert geo.held_cache_frames(checkpointing=False) == geo.cached_frames_at_end() == 13
+    held = kv_cache_bytes(shape, geo, 1, 2, checkpointing=True)
+    assert held == 2 * 40 * 22 * geo.tokens_per_frame * 5120 * 2
+    gen = rollout_graphs("generator", shape, geo, 1)  # checkpointed graphs: block inputs only, no cached context
+    assert sum(graph_bytes(g, 2, True) for g in gen) < 1.2 * 40 * 7 * geo.chunk_tokens * 5120 * 2
+    plan = plan_memory(cfg, "stage3", num_gpus=64, disc_graphs=2)  # without R1/R2 the generator's update peaks
+    assert plan.peak_phase.startswith("generator loss") and plan.kv_cache_bytes == held
+    assert plan.per_gpu_bytes < 90 * GIB  # before: 140.7 GiB, of which 72.6 were per-chunk cache snapshots
 
 
 @pytest.mark.parametrize("preset", ["demo", "wan2.1-14b"])
@@ -87,12 +172,13 @@ def test_frozen_discriminator_backbone_keeps_only_the_heads_trainable():
         8 * heads / 64
     )
     assert trained.grads_bytes > 20 * frozen.grads_bytes
-    assert frozen.params_bytes < trained.params_bytes  # the frozen backbone is held in bf16
+    assert frozen.params_bytes == trained.params_bytes  # add_model keeps a frozen backbone's parameters in fp32
 
 
 def test_markdown_has_one_row_per_model_and_the_paper_reference():
     text = plan_memory(load_preset("wan2.1-14b"), "stage3", 64, grad_checkpointing=True).to_markdown()
-    for needle in ("| generator |", "| discriminator |", "KV cache", "FSDP2", "total per GPU", "1040 GB"):
+    for needle in ("| generator |", "| discriminator |", "| text encoder |", "| VAE |", "KV cache", "FSDP2",
+                   "total per GPU", "1040 GB"):  # fmt: skip
         assert needle in text
 
 
@@ -164,6 +250,30 @@ def test_formula_matches_saved_tensors_of_a_rollout_with_kv_cache(demo):
     assert predicted == pytest.approx(measured, rel=0.1)
 
 
+def test_checkpointed_rollout_holds_the_kv_cache_once(demo):
+    """Live bytes after a checkpointed rollout (graphs kept for the backward): block inputs + the cache's segments,
+    once. Each chunk keeping its own snapshot of the cached context (before) would hold 14 MiB more here."""
+    cfg, model = demo
+    batch, geo, shape = 4, token_geometry(cfg), WanShape.of(cfg.model)
+    clip, text = _inputs(cfg, batch, geo.latent_frames)
+    ctx, held = cfg.chunking.context_frames, {}
+
+    def rollout():
+        held["video"] = stream_generate(model, cfg.chunk_layout(), text, clip[:, :, ctx:], torch.tensor([1.0, 0.0]),
+                                        context=clip[:, :, :ctx], grad_step=0).video  # fmt: skip
+
+    model.enable_gradient_checkpointing()
+    try:
+        measurement, _ = measure_peak_memory(rollout)
+    finally:
+        model.disable_gradient_checkpointing()
+    graphs = rollout_graphs("generator", shape, geo, batch)
+    planned = sum(graph_bytes(g, 4, True) for g in graphs) + kv_cache_bytes(shape, geo, batch, 4, checkpointing=True)
+    snapshots = sum(2 * shape.num_layers * batch * g.cached_tokens * shape.dim * 4 for g in graphs)
+    assert measurement.final_bytes == pytest.approx(planned, rel=0.1)
+    assert measurement.final_bytes < planned + snapshots / 2
+
+
 @pytest.mark.parametrize("grad", ["params", "input"])
 def test_formula_matches_saved_tensors_of_the_discriminator(demo, grad):
     cfg, model = demo
@@ -206,22 +316,44 @@ def test_measurement_sees_a_known_allocation(method):
 
 
 @pytest.mark.parametrize(
-    ("preset", "batch", "method", "checkpointing"),
+    ("preset", "batch", "method", "checkpointing", "steps", "tolerance"),
     [
-        ("tiny", 4, "allocator", False),
-        ("demo", 8, "allocator", False),
-        ("demo", 8, "rss", False),
-        ("demo", 8, "allocator", True),
+        ("tiny", 4, "allocator", False, 2, 0.15),
+        ("demo", 8, "allocator", False, 2, 0.15),
+        ("demo", 8, "allocator", True, 2, 0.15),
+        ("demo", 8, "rss", False, 1, 0.5),
     ],
 )
-def test_plan_is_within_2x_of_a_measured_stage3_step_on_cpu(preset, batch, method, checkpointing):
-    """One synthetic Stage-III step (rollout with gradients, D on the clip, both AdamW updates) built from scratch
-    inside the measurement. The allocator peak is deterministic, so one run; RSS (one step) reads ~6 % more.
-    Seen here (predicted / measured): tiny 1.16, demo 1.14 (allocator) / 1.08 (RSS), demo + checkpointing 1.23."""
+def test_plan_matches_a_measured_stage3_step_on_cpu(preset, batch, method, checkpointing, steps, tolerance):
+    """Synthetic Stage-III steps as the trainer takes them (D update with approximate R1/R2: 4 D graphs; the
+    rollout with gradients, D on the fake clip, both AdamW updates), one process, models built from scratch inside
+    the measurement; the second step is the steady state (AdamW's state in place). The allocator peak is
+    deterministic, so one run. Seen here (planned / measured): tiny 0.91, demo 0.99, demo + checkpointing 0.99;
+    RSS (one step) reads ~1.36× the allocator's peak (heap kept by glibc): 0.74."""
     check = check_plan_on_cpu(
-        load_preset(preset), batch=batch, method=method, steps=1, grad_checkpointing=checkpointing
+        load_preset(preset), batch=batch, method=method, steps=steps, grad_checkpointing=checkpointing
     )
-    assert 0.5 <= check.ratio <= 2.0, check.summary()
+    assert 1 - tolerance <= check.ratio <= 1 + tolerance, check.summary()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("stage", "checkpointing", "precision"),
+    [("stage3", True, "no"), ("stage3", False, "no"), ("stage3", True, "bf16"), ("stage2", True, "bf16")],
+)
+def test_plan_is_within_15_percent_of_each_rank_of_a_two_process_fsdp2_step(stage, checkpointing, precision):
+    """``torch.distributed.run --nproc_per_node 2`` (gloo): models placed as the trainers place them (FSDP2 by
+    block, frozen teacher / text encoder in the compute dtype), a warm-up step on throwaway models, then two
+    trainer-like steps measured on every rank with glibc's malloc counters (the profiler misses the frees gloo's
+    worker threads make). ~60 s each. Seen here (planned / measured, demo, 4 clips per rank): stage3 fp32
+    0.96 (checkpointing) / 0.98 (without), stage3 bf16 0.97, stage2 bf16 0.99; every phase within 0.89..1.03."""
+    check = check_fsdp_plan_on_cpu("demo", stage, batch_per_rank=4, grad_checkpointing=checkpointing,
+                                   mixed_precision=precision, timeout=400)  # fmt: skip
+    assert len(check.ranks) == 2
+    for rank in check.ranks:
+        assert check.plan.per_gpu_bytes == pytest.approx(rank["peak_bytes"], rel=0.15), check.summary()
+    for name, ratio in check.phase_ratios().items():
+        assert 0.8 <= ratio <= 1.15, f"{name}: {check.summary()}"
 
 
 def test_memory_plan_script_accepts_a_preset_name_or_path(tmp_path, capsys):

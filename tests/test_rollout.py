@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from aad1lib import flow
+from aad1lib.flow import few_step_sigmas
 from aad1lib.models import CausalWanTransformer3DModel, ChunkLayout
-from aad1lib.rollout import few_step_sigmas, stream_generate
+from aad1lib.rollout import stream_generate
 
 
 def _reference_rollout(model, layout, text, noise, sigmas, context, renoise_noises, forced=None):

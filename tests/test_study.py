@@ -9,10 +9,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from aad1lib.run_folder import RunFolder
 from aad1lib.study.children import Child, NotebookStep, read_manifest, write_manifest
 from aad1lib.study.designs import discriminator_ablation, lambda_sweep, warmup_ablation
 from aad1lib.study.executor import run_children
-from aad1lib.train.run_folder import RunFolder
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from aad1lib.config import load_preset
-from aad1lib.train import DivergenceError, RunExistsError, TrainLoop
+from aad1lib.run_folder import RunExistsError
+from aad1lib.train import DivergenceError, TrainLoop
 from aad1lib.train.teacher import train_teacher
 
 
@@ -85,7 +86,7 @@ def test_failed_start_leaves_no_run_folder_that_blocks_a_corrected_rerun(tmp_pat
 
     from aad1lib.config import CONFIG_DIR
     from aad1lib.models import CausalWanTransformer3DModel
-    from aad1lib.train import RunFolder
+    from aad1lib.run_folder import RunFolder
     from aad1lib.train.stage1 import train_stage1
 
     # a teacher run that points to a Wan checkpoint (cluster presets), whose folder was then removed

@@ -18,6 +18,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from aad1lib.data.video_io import VideoDecodeError, from_uint8_frames, read_clip
+from aad1lib.run_folder import atomic_write_text
 
 __all__ = ["VideoDecodeError", "VideoFolderDataset", "manifest_path", "split_files"]
 VIDEO_SUFFIXES = (".mp4",)
@@ -90,8 +91,6 @@ def _load_manifest(path: Path) -> dict[str, dict]:
 def _save_manifest(path: Path, root: Path, updates: dict[str, dict]) -> None:
     """Merge `updates` into the manifest on disk (another process may have validated other files or settings
     meanwhile), drop files no longer in `root`, write atomically. A cache: failing to write only warns."""
-    from aad1lib.train.run_folder import _atomic_write_text  # the repo's atomic write (tmp + os.replace)
-
     files = _load_manifest(path)
     for file, entry in updates.items():
         old = files.get(file)
@@ -101,7 +100,7 @@ def _save_manifest(path: Path, root: Path, updates: dict[str, dict]) -> None:
     files = {f: e for f, e in sorted(files.items()) if (root / f).is_file()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(path, json.dumps({"version": MANIFEST_VERSION, "files": files}, indent=1))
+        atomic_write_text(path, json.dumps({"version": MANIFEST_VERSION, "files": files}, indent=1))
     except OSError as err:
         warnings.warn(f"could not write the video folder manifest {path} ({err}); files will be re-validated "
                       f"next time (set {CACHE_DIR_ENV} to a writable folder)", stacklevel=3)  # fmt: skip

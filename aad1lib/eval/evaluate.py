@@ -19,9 +19,7 @@ draws, same cache), so each causal run is generated once (tested).
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,52 +28,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..builders import build_dataset, build_latent_codec, build_text, collate
+from ..builders import build_dataset, build_latent_codec, build_text, collate, load_run_model
 from ..conditioning import I2VConditioner, build_image_encoder, context_of
 from ..config import ExperimentConfig
+from ..flow import student_sigmas
 from ..rollout import seeded_renoise, stream_generate
-from ..runs import STAGE_NOTEBOOKS, find_runs, load_run_model, resolve_run, run_summary
+from ..run_folder import RunFolder, atomic_write_json, git_commit
+from ..runs import resolve_spec, run_summary
 from ..sampling import sample_i2v
-from ..train.run_folder import RUNS_ROOT, RunFolder, git_commit
-from ..train.stage1 import student_sigmas
-from .metrics import MetricSuite, drift, mean_flow_magnitude
+from .metrics import (
+    MetricSuite,
+    OpenCVFlow,
+    drift,
+    load_aesthetic,
+    load_clip,
+    load_dino,
+    load_dreamsim,
+    load_musiq,
+    load_raft,
+    mean_flow_magnitude,
+)
 from .metrics.motion import motion_ratio
 from .sample_motion import stated_speed_px
 
 CAUSAL_STAGES = ("stage1", "stage2", "stage3")
-
-
-# ---- which run ------------------------------------------------------------------------------------
-def resolve_spec(spec: str | Path, preset: str, root: Path | None = None) -> RunFolder:
-    """A finished run from ``spec``: ``latest:<stage>`` (optionally ``latest:<stage>?key=value&...`` to pick
-    the newest run whose finished.json matches, e.g. ``latest:stage2?student_steps=4``), a run folder path,
-    or a run folder name under ``root``."""
-    spec = str(spec)
-    if spec.startswith("latest:"):
-        stage, _, query = spec[len("latest:") :].partition("?")
-        if stage not in STAGE_NOTEBOOKS:
-            raise ValueError(f"unknown stage in {spec!r}; allowed: {[f'latest:{s}' for s in STAGE_NOTEBOOKS]}")
-        if not query:
-            return resolve_run("latest", stage, preset, root)
-        wanted = dict(part.split("=", 1) for part in query.split("&"))
-        matches = [r for r in find_runs(stage, preset, root) if _matches(run_summary(r), wanted)]
-        if not matches:
-            raise FileNotFoundError(
-                f"no finished {stage} run of preset {preset!r} with {wanted} under {Path(root or RUNS_ROOT)}: "
-                f"run {STAGE_NOTEBOOKS[stage]} with those parameters first"
-            )
-        return matches[-1]
-    path = Path(spec)
-    if not path.exists() and (Path(root or RUNS_ROOT) / spec).exists():
-        path = Path(root or RUNS_ROOT) / spec
-    run = RunFolder.open(path)
-    if not run.finished:
-        raise ValueError(f"{run.path} did not finish; resume it or pick another run")
-    return run
-
-
-def _matches(summary: dict, wanted: dict[str, str]) -> bool:
-    return all(str(summary.get(k)).lower() == v.lower() for k, v in wanted.items())
 
 
 # ---- how a run generates ----------------------------------------------------------------------------
@@ -280,8 +256,6 @@ def make_suite(
     ``flow``: "DIS" | "Farneback" (OpenCV) | "RAFT" (needs ``raft_path``). Aesthetic Quality needs both
     ``aesthetic_clip_dir`` (CLIP ViT-L/14) and ``aesthetic_head_path`` (the LAION head), or neither.
     """
-    from .metrics import OpenCVFlow, load_aesthetic, load_clip, load_dino, load_dreamsim, load_musiq, load_raft
-
     if flow == "RAFT" and raft_path is None:
         raise ValueError("flow='RAFT' needs raft_path (local RAFT weights)")
     if raft_path is not None:
@@ -309,8 +283,7 @@ def make_suite(
 def patch_grid_pixels(cfg: ExperimentConfig) -> int:
     """Pixels per generator patch along a side (patch size × the codec's spatial factor): the grid that
     λ-too-large artefacts line up with."""
-    factor = 8 if cfg.codec.kind == "wan_vae" else 1
-    return int(cfg.model.patch_size[-1]) * factor
+    return int(cfg.model.patch_size[-1]) * cfg.spatial_factor
 
 
 def suite_backbones(suite: MetricSuite) -> dict[str, str]:
@@ -447,7 +420,7 @@ def evaluate_runs(
             device=str(device), commit=git_commit(), evaluated=time.strftime("%Y-%m-%d %H:%M:%S"),
         )  # fmt: skip
         summary["row"] = table_row(summary)
-        _write_json(run.path / out_name, summary, overwrite)
+        atomic_write_json(run.path / out_name, summary, overwrite, default=_json_default)
         results[name] = summary
         if collect_videos is not None:
             collect_videos[name] = clips
@@ -528,15 +501,6 @@ def plot_drift_curves(results: dict[str, dict]):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
-
-
-def _write_json(path: Path, obj: dict, overwrite: bool) -> None:
-    """Write atomically; refuse to replace an existing file unless ``overwrite``."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists: pass overwrite=True to replace it")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
-    os.replace(tmp, path)
 
 
 def _json_default(obj):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .metrics.motion import mean_flow_magnitude
+from .metrics.offline import OpenCVFlow
+
 
 def stated_speed_px(motions: list[dict]) -> list[float] | None:
     """Per-clip stated mean motion (px/frame) from a batch's ``motion`` dicts, or None when the data has
@@ -22,9 +25,6 @@ def motion_comparison(generated: torch.Tensor, data: torch.Tensor, gt_speed_px: 
     ``gt_speed_px`` (the synthetic set's stated mean motion, see :func:`stated_speed_px`) is reported
     alongside when given; without it (data with no motion ground truth) the key is absent.
     """
-    from .metrics.motion import mean_flow_magnitude
-    from .metrics.offline import OpenCVFlow
-
     flow = OpenCVFlow()
     gen = [mean_flow_magnitude(v, flow) for v in generated.float().cpu()]
     ref = [mean_flow_magnitude(v, flow) for v in data.float().cpu()]

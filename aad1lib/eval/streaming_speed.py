@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..chunking import ChunkLayout
 from ..models.causal_wan import CausalWanTransformer3DModel
-from ..models.chunking import ChunkLayout
 from ..rollout import stream_generate
 
 

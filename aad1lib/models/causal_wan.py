@@ -29,7 +29,7 @@ from diffusers import WanTransformer3DModel
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed, _get_qkv_projections
 
-from .chunking import ChunkLayout
+from ..chunking import ChunkLayout
 from .kv_cache import KVCache
 
 _WAN_CLASS_NAMES = ("WanTransformer3DModel", "CausalWanTransformer3DModel")

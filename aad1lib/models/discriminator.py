@@ -23,8 +23,8 @@ from diffusers.models.normalization import FP32LayerNorm
 from einops import rearrange
 from torch import nn
 
+from ..chunking import ChunkLayout
 from .causal_wan import CausalWanTransformer3DModel
-from .chunking import ChunkLayout
 
 ATTENTION_MODES = ("bidirectional", "causal")
 LOGIT_MODES = ("video", "frame")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .chunking import ChunkLayout
+from ..chunking import ChunkLayout
 
 
 class KVCache:

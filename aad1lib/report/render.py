@@ -18,9 +18,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..study.children import ROOT, STUDIES_ROOT, read_manifest
+from ..builders import build_latent_codec, load_run_model
+from ..config import load_preset
+from ..data import plot_strips
+from ..eval.evaluate import (
+    eval_inputs,
+    evaluate_data,
+    format_main_table,
+    generate_latents,
+    generation_plan,
+    patch_grid_pixels,
+)
+from ..eval.metrics import MetricSuite
+from ..eval.speed import format_speed_table
+from ..notebook import sample_rows
+from ..paths import ROOT
+from ..run_folder import RunFolder, git_commit
+from ..runs import resolve_spec
+from ..study.children import STUDIES_ROOT, read_manifest
 from ..study.results import DRIFT, GRID, MOTION_RATIO, QUALITY, cell_stats, collect, column, markdown_cells
-from ..train.run_folder import git_commit
 from . import verdicts as V
 
 REPORTS_ROOT = ROOT / "experiments" / "reports"  # 07_report's default output (git-ignored; reports/ is committed)
@@ -54,8 +70,6 @@ DEFAULT_MAIN_RUNS = [
 def load_inputs(preset: str, main_runs: list[str], studies_root: Path | None = None) -> ReportInputs:
     """The main runs' summary.json (run folders or ``latest:`` specs; one that resolves to no evaluated run is
     listed as missing), the last causal run's speed.json, and every study manifest of ``preset``."""
-    from ..eval.evaluate import resolve_spec
-
     summaries, missing = [], []
     for spec in main_runs:
         try:
@@ -100,8 +114,6 @@ def all_verdicts(inputs: ReportInputs) -> list[V.Verdict]:
 
 # ---- tables ------------------------------------------------------------------------------------------------
 def main_table(inputs: ReportInputs, reference: dict | None = None) -> str:
-    from ..eval.evaluate import format_main_table
-
     rows = []
     for summary in inputs.summaries:
         row = dict(summary["row"])
@@ -162,12 +174,6 @@ def plot_cells(frame: pd.DataFrame, x: str, title: str, numeric_x: bool = False,
 def side_by_side(preset: str, summaries: list[dict], num_clips: int = 3) -> dict[str, torch.Tensor]:
     """Every main run's clips for the same held-out first frames and noise (as in the evaluation):
     ``{"Data": [B, 3, F, H, W], method: [B, 3, F, H, W]}`` in [-1, 1]."""
-    from ..builders import build_latent_codec
-    from ..config import load_preset
-    from ..eval.evaluate import eval_inputs, generate_latents, generation_plan
-    from ..runs import load_run_model
-    from ..train.run_folder import RunFolder
-
     cfg = load_preset(preset)
     seed = summaries[0]["seed"] if summaries else cfg.seed
     inputs = eval_inputs(cfg, min(num_clips, cfg.data.test_clips), 0, seed)
@@ -398,10 +404,6 @@ class Report:
 
 def build_report(preset: str, main_runs: list[str], studies_root: Path | None = None, sample_clips: int = 3) -> Report:
     """Everything of the report, in reading order; nothing is written until :meth:`Report.write`."""
-    from ..config import load_preset
-    from ..eval.evaluate import evaluate_data, patch_grid_pixels
-    from ..eval.metrics import MetricSuite
-
     inputs = load_inputs(preset, main_runs, studies_root)
     cfg = load_preset(preset)
     reference, clips = None, None
@@ -417,10 +419,6 @@ def build_report(preset: str, main_runs: list[str], studies_root: Path | None = 
 def compose_report(inputs: ReportInputs, reference: dict | None = None, clips: dict | None = None) -> Report:
     """The report from what :func:`build_report` loaded and generated (no model, no data set here): title,
     status block, verdict table, provenance, main table, speed, studies, samples."""
-    from ..data import plot_strips
-    from ..eval.speed import format_speed_table
-    from ..notebook import sample_rows
-
     figures: dict[str, object] = {}
     gifs: dict[str, dict] = {}
     verdicts = all_verdicts(inputs)

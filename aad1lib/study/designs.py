@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import load_preset
+from ..run_folder import RUNS_ROOT, RunFolder
 from ..runs import run_summary
-from ..train.run_folder import RUNS_ROOT, RunFolder
 from .children import STUDIES_ROOT, Child, NotebookStep, child_name
 
 AXES = ("disc_attention", "disc_logit", "lam", "r1_sigma")  # always explicit in a child's parameters

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..runs import resolve_spec
 from .children import STUDIES_ROOT, Child, write_manifest
 from .executor import SlurmOptions, SweepReport, check_executor, run_children
 from .results import collect
@@ -33,8 +34,6 @@ def run_study(
 
 def stage2_init(init_from: str, preset: str):
     """The Stage II run a study starts from ("latest" = newest finished 1-step Stage II run of ``preset``)."""
-    from ..eval.evaluate import resolve_spec
-
     spec = "latest:stage2?student_steps=1" if init_from == "latest" else init_from
     run = resolve_spec(spec, preset)
     if run.info.get("stage") != "stage2":

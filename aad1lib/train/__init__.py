@@ -1,7 +1,9 @@
-"""Staged trainers on one shared loop (accelerate, run folders, tracking, EMA, exact resume)."""
+"""Staged trainers on one shared loop (accelerate, run folders, tracking, EMA, exact resume).
+
+Run folders (:class:`aad1lib.run_folder.RunFolder`) live in the base layer: evaluation and reports read them too.
+"""
 
 from .fsdp import UnsafeCheckpointError
 from .loop import DivergenceError, TrainLoop
-from .run_folder import RunExistsError, RunFolder
 
-__all__ = ["DivergenceError", "RunExistsError", "RunFolder", "TrainLoop", "UnsafeCheckpointError"]
+__all__ = ["DivergenceError", "TrainLoop", "UnsafeCheckpointError"]

@@ -12,6 +12,12 @@ from __future__ import annotations
 import argparse
 
 from ..config import load_preset, yaml_load
+from ..run_folder import RunFolder
+from ..runs import resolve_run
+from .stage1 import train_stage1
+from .stage2 import train_stage2
+from .stage3 import train_stage3
+from .teacher import train_teacher
 
 STAGES = ("teacher", "stage1", "stage2", "stage3")
 PREVIOUS = {"stage1": "teacher", "stage2": "stage1", "stage3": "stage2"}
@@ -39,20 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = load_preset(args.preset, parse_overrides(args.overrides))
     if args.stage == "teacher":
-        from .teacher import train_teacher
-
         result = train_teacher(cfg, run_name=args.run_name, runs_root=args.runs_root)
     else:
-        from ..runs import resolve_run
-        from .stage1 import train_stage1
-        from .stage2 import train_stage2
-        from .stage3 import train_stage3
-
         trainer = {"stage1": train_stage1, "stage2": train_stage2, "stage3": train_stage3}[args.stage]
         previous = PREVIOUS[args.stage]
         if args.stage == "stage3" and args.init_from != "latest":
-            from .run_folder import RunFolder
-
             init = RunFolder.open(args.init_from)  # Stage II, or Stage I for the warm-up ablation
         else:
             init = resolve_run(args.init_from, previous, cfg.name, args.runs_root)

@@ -24,6 +24,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
+from ..run_folder import RUNS_ROOT, RunFolder
 from .fsdp import (
     COMPUTE_DTYPES,
     full_state_dict,
@@ -36,7 +37,6 @@ from .fsdp import (
     shard_frozen,
     shard_model,
 )
-from .run_folder import RUNS_ROOT, RunFolder
 
 
 class DivergenceError(RuntimeError):

@@ -18,16 +18,15 @@ import torch
 from diffusers.optimization import get_scheduler
 
 from .. import flow
-from ..builders import build_dataset, build_latent_codec, build_text, collate
+from ..builders import build_dataset, build_latent_codec, build_text, collate, load_run_model
 from ..conditioning import I2VConditioner, build_image_encoder, context_of
 from ..config import ExperimentConfig
 from ..losses import ode_regression_loss
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..ode_pairs import ODEPairsDataset, generate_ode_pairs
 from ..rollout import CONDITION_KWARGS, seeded_renoise, stream_generate
-from ..runs import load_run_model
+from ..run_folder import RunFolder
 from .loop import TrainLoop
-from .run_folder import RunFolder
 from .samples import save_samples
 
 STAGE = "stage1"
@@ -40,12 +39,6 @@ class Stage1Run:
     target_sigmas: torch.Tensor  # [S] the student's few-step levels (without the terminal 0)
     train_seconds: float
     ode_seconds: float
-
-
-def student_sigmas(target_sigmas: torch.Tensor, steps: int) -> torch.Tensor:
-    """``steps`` evenly spaced levels of Stage I's target list (always starting from the first), plus 0."""
-    picks = [round(i * len(target_sigmas) / steps) for i in range(steps)]
-    return torch.cat([target_sigmas[picks], target_sigmas.new_zeros(1)])
 
 
 def diffusion_forcing_inputs(states, x0, target_sigmas, chunk_index, context_frames, level):
@@ -170,7 +163,7 @@ def sample_student(cfg, student, text_encoder, codec, batch, target_sigmas, step
     out = {}
     for k in steps:
         k = min(k, len(target_sigmas))
-        sigmas = student_sigmas(target_sigmas, k).to(latents)
+        sigmas = flow.student_sigmas(target_sigmas, k).to(latents)
         video = stream_generate(student, cfg.chunk_layout(), text, noise, sigmas, context=context_of(latents, ctx),
                                 renoise=seeded_renoise(cfg.seed + 1), condition=condition).video  # fmt: skip
         out[f"{k}-step"] = codec.decode(video).clamp(-1, 1)

@@ -27,20 +27,18 @@ from pathlib import Path
 import torch
 
 from .. import flow
-from ..builders import build_dataset, build_latent_codec, build_text, collate
+from ..builders import build_dataset, build_latent_codec, build_text, collate, load_run_model
 from ..conditioning import I2VConditioner, build_image_encoder, context_of
 from ..config import ExperimentConfig
-from ..losses import dmd_loss, flow_matching_loss
+from ..losses import dmd_loss, flow_matching_loss, teacher_denoising_loss
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..rollout import guided_velocity, seeded_renoise, stream_generate
-from ..runs import load_run_model, run_summary
+from ..run_folder import RunFolder
+from ..runs import run_summary
 from .loop import TrainLoop
-from .run_folder import RunFolder
 from .samples import save_samples
-from .stage1 import student_sigmas
 
 STAGE = "stage2"
-VAL_SIGMAS = (0.3, 0.5, 0.7)  # levels of the validation denoising loss
 
 
 @dataclass
@@ -49,29 +47,6 @@ class Stage2Run:
     model: CausalWanTransformer3DModel  # the best checkpoint
     sigmas: torch.Tensor  # the student's sampling levels (with the terminal 0)
     train_seconds: float
-
-
-def per_frame_sigma(sigma: torch.Tensor, num_frames: int, context_frames: int) -> torch.Tensor:
-    """``[B]`` -> ``[B, F]`` with the clean context frames at 0."""
-    out = sigma[:, None].repeat(1, num_frames)
-    out[:, :context_frames] = 0.0
-    return out
-
-
-@torch.no_grad()
-def teacher_denoising_loss(teacher, video, text, context_frames, seed: int = 0, condition: dict | None = None) -> float:
-    """Mean flow-matching loss of the teacher on ``video`` at :data:`VAL_SIGMAS` (fixed noise): how well
-    the clip sits on the teacher's distribution. Real data and teacher samples score low."""
-    gen = torch.Generator().manual_seed(seed)
-    mask = torch.arange(video.shape[2]) >= context_frames
-    losses = []
-    for level in VAL_SIGMAS:
-        noise = torch.randn(video.shape, generator=gen).to(video)
-        sigma = per_frame_sigma(torch.full((video.shape[0],), level), video.shape[2], context_frames).to(video)
-        x_t = flow.add_noise(video, noise, sigma)
-        v = teacher(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **(condition or {}))[0]
-        losses.append(flow_matching_loss(v, video, noise, mask).item())
-    return sum(losses) / len(losses)
 
 
 def train_stage2(
@@ -96,7 +71,7 @@ def train_stage2(
     critic = copy.deepcopy(teacher).requires_grad_(True)  # fake score, initialised from the teacher
     teacher = loop.add_frozen(teacher)  # real score: compute dtype, sharded under FSDP2
     generator = load_run_model(stage1_run)
-    sigmas = student_sigmas(torch.tensor(summary1["target_sigmas"]), s2.student_steps).to(device)
+    sigmas = flow.student_sigmas(torch.tensor(summary1["target_sigmas"]), s2.student_steps).to(device)
     betas = (s2.beta1, s2.beta2)
     generator = loop.add_model(
         "generator",
@@ -136,7 +111,7 @@ def train_stage2(
         sigma = loop.local(flow.sample_timesteps(n, generator=gen, shift=cfg.sampling.shift, t_min=s2.t_min,
                                                  t_max=s2.t_max)).to(x)  # fmt: skip
         noise = loop.local(torch.randn((n, *x.shape[1:]), generator=gen)).to(x)
-        sigma = per_frame_sigma(sigma, frames, ctx)
+        sigma = flow.per_frame_sigma(sigma, frames, ctx)
         return flow.add_noise(x, noise, sigma), sigma, noise
 
     # validation: fixed held-out first frames and noise
@@ -234,39 +209,3 @@ def train_stage2(
         )  # fmt: skip
     loop.end()
     return Stage2Run(loop.run, final, sigmas.cpu(), train_seconds)
-
-
-@torch.no_grad()
-def before_after(cfg: ExperimentConfig, result: Stage2Run, num_clips: int) -> tuple[dict, dict, dict]:
-    """Stage I vs Stage II student on the same held-out first frames and noise.
-
-    Returns the test batch, ``{"data"|"Stage I"|"Stage II": [B, 3, F, H, W]}`` and a table of the teacher's
-    denoising loss (lower = closer to the teacher's distribution; the data row is the floor) and the mean
-    optical-flow magnitude of each row.
-    """
-    from ..eval.sample_motion import motion_comparison
-
-    summary = run_summary(result.run)
-    teacher = load_run_model(RunFolder.open(summary["teacher_run"])).eval()
-    before = load_run_model(RunFolder.open(summary["stage1_run"])).eval()
-    text_encoder, codec = build_text(cfg), build_latent_codec(cfg)
-    ctx, layout = cfg.chunking.context_frames, cfg.chunk_layout()
-    test = build_dataset(cfg, "test")
-    batch = collate([test[i] for i in range(min(len(test), num_clips))])
-    latents = codec.encode(batch["video"])
-    text = text_encoder.encode(batch["prompt"])[0]
-    noise = torch.randn(latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed + 11))
-    condition = I2VConditioner(cfg, codec, build_image_encoder(cfg))(batch["first_frame"])
-    rows = {"data": latents}
-    for name, model in [("Stage I", before), ("Stage II", result.model.cpu().eval())]:
-        rows[name] = stream_generate(model, layout, text, noise, result.sigmas, context=context_of(latents, ctx),
-                                     renoise=seeded_renoise(cfg.seed + 1), condition=condition).video  # fmt: skip
-    table = {}
-    for name, video in rows.items():
-        pixels = codec.decode(video).clamp(-1, 1)
-        table[name] = {
-            "teacher denoising loss": teacher_denoising_loss(teacher, video, text, ctx, cfg.seed, condition),
-            "flow px/frame (DIS)": motion_comparison(pixels, batch["video"])["flow_px_generated"],
-        }
-        rows[name] = pixels
-    return batch, rows, table

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .. import flow
-from ..builders import build_dataset, build_latent_codec, build_text, collate, load_wan
+from ..builders import build_dataset, build_latent_codec, build_text, collate, load_run_model, load_wan
 from ..conditioning import I2VConditioner, build_image_encoder, context_of
 from ..config import ExperimentConfig
 from ..losses import approximate_r1, discriminator_loss, generator_adversarial_loss
@@ -28,9 +28,9 @@ from ..models.causal_wan import CausalWanTransformer3DModel
 from ..models.discriminator import VideoDiscriminator
 from ..ode_pairs import ODEPairsDataset
 from ..rollout import CONDITION_KWARGS, seeded_renoise, stream_generate
-from ..runs import load_run_model, run_summary
+from ..run_folder import RunFolder
+from ..runs import run_summary
 from .loop import DivergenceError, TrainLoop
-from .run_folder import RunFolder
 from .samples import save_samples
 
 STAGE = "stage3"
@@ -227,28 +227,3 @@ def train_stage3(
         )  # fmt: skip
     loop.end()
     return Stage3Run(loop.run, final.eval(), sigmas.cpu(), train_seconds)
-
-
-@torch.no_grad()
-def motion_before_after(cfg: ExperimentConfig, result: Stage3Run, num_clips: int) -> tuple[dict, dict]:
-    """The one-step generator before (its init run) and after Stage III on the same held-out first frames and
-    noise: ``{"data"|"before"|"after": [B, 3, F, H, W]}`` and their mean optical-flow magnitude (DIS px/frame)."""
-    from ..eval.sample_motion import motion_comparison
-
-    summary = run_summary(result.run)
-    before = load_run_model(RunFolder.open(summary["init_run"])).eval()
-    text_encoder, codec = build_text(cfg), build_latent_codec(cfg)
-    ctx = cfg.chunking.context_frames
-    test = build_dataset(cfg, "test")
-    batch = collate([test[i] for i in range(min(len(test), num_clips))])
-    latents = codec.encode(batch["video"])
-    text = text_encoder.encode(batch["prompt"])[0]
-    noise = torch.randn(latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed + 11))
-    condition = I2VConditioner(cfg, codec, build_image_encoder(cfg))(batch["first_frame"])
-    rows = {"data": batch["video"]}
-    for name, model in [("before", before), ("after", result.model.cpu().eval())]:
-        video = stream_generate(model, cfg.chunk_layout(), text, noise, result.sigmas, context=context_of(latents, ctx),
-                                renoise=seeded_renoise(cfg.seed + 1), condition=condition).video  # fmt: skip
-        rows[name] = codec.decode(video).clamp(-1, 1)
-    flows = {name: motion_comparison(video, batch["video"])["flow_px_generated"] for name, video in rows.items()}
-    return rows, flows

@@ -18,12 +18,11 @@ from diffusers.optimization import get_scheduler
 from .. import flow
 from ..builders import build_dataset, build_latent_codec, build_text, build_wan, collate
 from ..conditioning import I2VConditioner, build_image_encoder
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, check_pretrained_sizes
 from ..models.causal_wan import CausalWanTransformer3DModel
-from ..pretrained import check_pretrained_sizes
+from ..run_folder import RunFolder
 from ..sampling import sample_i2v
 from .loop import TrainLoop
-from .run_folder import RunFolder
 from .samples import save_samples
 
 STAGE = "teacher"

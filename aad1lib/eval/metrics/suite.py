@@ -16,6 +16,7 @@ import torch
 
 from . import vbench
 from .backbones import FeatureExtractor, FlowEstimator, QualityScorer, video_frames
+from .cluster import load_aesthetic, load_clip, load_dino, load_dreamsim, load_musiq, load_raft
 from .drift import DriftResult, drift
 from .grid import blockiness
 from .motion import clip_flows, flow_magnitude, motion_ratio
@@ -57,8 +58,6 @@ class MetricSuite:
     ):  # fmt: skip
         """The published VBench-I2V backbones from local files (see :mod:`.cluster`); Aesthetic Quality reads a
         CLIP ViT-L/14 folder and the LAION head's weights file."""
-        from .cluster import load_aesthetic, load_clip, load_dino, load_dreamsim, load_musiq, load_raft
-
         return cls(
             subject=load_dino(dino_dir, device=device),
             background=load_clip(clip_dir, device=device),

@@ -1,4 +1,5 @@
-"""One folder per run under experiments/runs/: config, metrics, checkpoints, samples — never overwritten.
+"""One folder per run under experiments/runs/: config, metrics, checkpoints, samples — never overwritten; and the
+repository's one atomic file write (:func:`atomic_write_text`, :func:`atomic_write_json`).
 
 ```
 experiments/runs/<stage>-<preset>-<name>/
@@ -25,7 +26,9 @@ from typing import Any
 
 import yaml
 
-RUNS_ROOT = Path(__file__).resolve().parents[2] / "experiments" / "runs"
+from .paths import ROOT
+
+RUNS_ROOT = ROOT / "experiments" / "runs"
 _PACKAGES = ("torch", "diffusers", "accelerate", "transformers", "numpy", "aad1")
 
 
@@ -152,7 +155,7 @@ class RunFolder:
         return (self.path / "finished.json").exists()
 
     def mark_finished(self, **summary: Any) -> None:
-        _atomic_write_text(self.path / "finished.json", json.dumps(dict(summary, finished=time.time()), indent=2))
+        atomic_write_json(self.path / "finished.json", dict(summary, finished=time.time()))
 
     @property
     def metrics_file(self) -> Path:
@@ -170,7 +173,7 @@ class RunFolder:
     def truncate_metrics(self, last_step: int) -> None:
         """Drop lines logged after ``last_step`` (a resumed run recomputes them)."""
         kept = [r for r in self.read_metrics() if r.get("step", -1) <= last_step]
-        _atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
+        atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def checkpoint_dir(self, step: int) -> Path:
@@ -213,7 +216,21 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a temporary file beside it (named per process, so two
+    writers never share one), then ``os.replace``. A reader sees the old file or the new one, also after a kill."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_json(path: Path, obj: Any, overwrite: bool = True, default: Any = None) -> None:
+    """:func:`atomic_write_text` of ``json.dumps(obj, indent=2, default=default)``; with ``overwrite=False`` an
+    existing ``path`` is refused (``FileExistsError``) and left as it is."""
+    if not overwrite and Path(path).exists():
+        raise FileExistsError(f"{path} already exists: pass overwrite=True to replace it")
+    atomic_write_text(path, json.dumps(obj, indent=2, default=default))
