@@ -128,6 +128,28 @@ def test_known_sizes_match_the_models_built_on_meta():
     assert WAN21_VAE_PARAMS == sum(p.numel() for p in vae.parameters())
 
 
+def test_wan_i2v_parts_are_counted_like_the_models_built_on_meta():
+    """Wan I2V's transformer (36 input channels, image embedder, per-block image K/V) and its CLIP ViT-H/14 image
+    encoder: the planner's counts equal the real classes built on meta; the I2V preset plans the image encoder and
+    D from the T2V backbone (no I2V parts)."""
+    from diffusers import WanTransformer3DModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from aad1lib.scale.memory_planner import CLIP_VIT_H14, clip_vision_params, wan_params
+
+    cfg = load_preset("wan2.1-i2v-14b")
+    dim = cfg.model.num_attention_heads * cfg.model.attention_head_dim
+    with torch.device("meta"):
+        wan = WanTransformer3DModel(**cfg.wan_kwargs(), image_dim=1280, added_kv_proj_dim=dim)
+        clip = CLIPVisionModel(CLIPVisionConfig(**CLIP_VIT_H14))
+    assert wan_params(cfg.model, condition_channels=20, image_dim=1280) == sum(p.numel() for p in wan.parameters())
+    assert clip_vision_params(CLIP_VIT_H14)[0] == sum(p.numel() for p in clip.parameters())
+    plan = plan_memory(cfg, "stage3", num_gpus=64, grad_checkpointing=True)
+    assert plan.row("image encoder").num_params == sum(p.numel() for p in clip.parameters())
+    assert plan.row("generator").num_params == sum(p.numel() for p in wan.parameters())
+    assert plan.row("discriminator").num_params < plan.row("generator").num_params  # T2V backbone, fewer blocks
+
+
 def test_tiny_text_encoder_is_planned_as_its_buffers():
     from aad1lib.builders import build_text
 

@@ -313,7 +313,7 @@ def _synthetic_batch(cfg: ExperimentConfig, batch: int, gen: torch.Generator, te
     """Random clean latents (the codec's latent shape), this batch's prompt embeddings and the rollout noise."""
     geo = token_geometry(cfg)
     m = cfg.model
-    spatial = 8 if cfg.codec.kind == "wan_vae" else 1
+    spatial = cfg.spatial_factor
     h, w = cfg.data.height // spatial, cfg.data.width // spatial
     ctx = cfg.chunking.context_frames
     with torch.no_grad():

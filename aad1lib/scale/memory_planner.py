@@ -118,7 +118,7 @@ import torch
 from ..chunking import ChunkLayout
 from ..config import ExperimentConfig, ModelConfig, check_pretrained_sizes
 from ..models.text import TinyTextEncoder
-from ..pretrained import text_encoder_config_file
+from ..pretrained import text_encoder_config_file, wan_config_file
 
 GIB = 1024**3
 STAGES = ("stage1", "stage2", "stage3")
@@ -138,22 +138,27 @@ def linear_params(fan_in: int, fan_out: int, bias: bool = True) -> int:
     return fan_in * fan_out + (fan_out if bias else 0)
 
 
-def wan_block_params(model: ModelConfig) -> int:
+def wan_block_params(model: ModelConfig, image_dim: int = 0) -> int:
     """One ``WanTransformerBlock``: self-attention q, k, v, o (+ RMSNorm q, k over D), cross-attention the same,
     the cross-attention LayerNorm (weight + bias), FFN D→F→D, and the 6·D modulation table:
-    ``2·(4·(D² + D) + 2·D) + 2·D + (2·D·F + F + D) + 6·D``."""
+    ``2·(4·(D² + D) + 2·D) + 2·D + (2·D·F + F + D) + 6·D``; Wan I2V (``image_dim``) adds the image tokens' key and
+    value projections (``added_kv_proj_dim`` = D → D) and their RMSNorm: ``2·(D² + D) + D``."""
     dim, ffn = model.num_attention_heads * model.attention_head_dim, model.ffn_dim
     attention = 4 * linear_params(dim, dim) + 2 * dim
-    return 2 * attention + 2 * dim + linear_params(dim, ffn) + linear_params(ffn, dim) + 6 * dim
+    image_kv = 2 * linear_params(dim, dim) + dim if image_dim else 0
+    return 2 * attention + 2 * dim + linear_params(dim, ffn) + linear_params(ffn, dim) + 6 * dim + image_kv
 
 
-def wan_root_params(model: ModelConfig) -> int:
-    """Everything outside the blocks: patch embedding (Conv3d C_in·p_t·p_h·p_w → D), condition embedder (time MLP
-    freq→D→D, time_proj D→6·D, text projection text_dim→D→D), output projection D → C_out·p_t·p_h·p_w and
-    its 2·D modulation table."""
+def wan_root_params(model: ModelConfig, condition_channels: int = 0, image_dim: int = 0) -> int:
+    """Everything outside the blocks: patch embedding (Conv3d C_in·p_t·p_h·p_w → D, C_in including Wan I2V's
+    condition channels), condition embedder (time MLP freq→D→D, time_proj D→6·D, text projection text_dim→D→D;
+    Wan I2V: the image embedder LayerNorm(I), I→I→D MLP, LayerNorm(D)), output projection D → C_out·p_t·p_h·p_w
+    and its 2·D modulation table."""
     dim = model.num_attention_heads * model.attention_head_dim
     patch = math.prod(model.patch_size)
-    patch_embedding = linear_params(model.in_channels * patch, dim)
+    patch_embedding = linear_params((model.in_channels + condition_channels) * patch, dim)
+    image = 2 * image_dim + linear_params(image_dim, image_dim) + linear_params(image_dim, dim) + 2 * dim
+    patch_embedding += image if image_dim else 0
     time_mlp = linear_params(model.freq_dim, dim) + linear_params(dim, dim)
     time_proj = linear_params(dim, 6 * dim)
     text_projection = linear_params(model.text_dim, dim) + linear_params(dim, dim)
@@ -161,10 +166,55 @@ def wan_root_params(model: ModelConfig) -> int:
     return patch_embedding + time_mlp + time_proj + text_projection + output
 
 
-def wan_params(model: ModelConfig, num_layers: int | None = None) -> int:
-    """Exact parameter count of ``CausalWanTransformer3DModel(**model.wan_kwargs())`` (optionally with fewer blocks)."""
+def wan_params(
+    model: ModelConfig, num_layers: int | None = None, condition_channels: int = 0, image_dim: int = 0
+) -> int:
+    """Exact parameter count of ``CausalWanTransformer3DModel(**model.wan_kwargs(condition_channels))`` (optionally
+    with fewer blocks; ``image_dim``: Wan I2V's image embedder and per-block image K/V)."""
     layers = model.num_layers if num_layers is None else num_layers
-    return wan_root_params(model) + layers * wan_block_params(model)
+    return wan_root_params(model, condition_channels, image_dim) + layers * wan_block_params(model, image_dim)
+
+
+# Wan 2.1 I2V's image encoder: open-clip ViT-H/14 as transformers' CLIPVisionModel (Wan2.1-I2V-14B-480P-Diffusers/
+# image_encoder/config.json), used when that file is not on this machine; counted on the meta device, not typed in
+CLIP_VIT_H14 = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
+                    image_size=224, patch_size=14)  # fmt: skip
+
+
+def wan_i2v_parts(cfg: ExperimentConfig) -> tuple[int, int, dict | None, str]:
+    """Wan I2V's extra input channels, the transformer's ``image_dim`` (0: no image tokens), the CLIP vision config
+    and where they came from: the checkpoint's ``transformer/`` and ``image_encoder/`` config.json when they exist
+    here, else Wan 2.1 I2V 14B's (image_dim 1280, ViT-H/14)."""
+    if getattr(cfg.model, "i2v", "context_frame") != "wan_i2v":
+        return 0, 0, None, ""
+    channels = cfg.condition_channels
+    root = Path(cfg.model.pretrained).expanduser() if cfg.model.pretrained else None
+    file = wan_config_file(root) if root is not None else None
+    if file is None or not file.exists():
+        if root is None:  # a randomly initialised wan_i2v model (CPU presets): no image encoder
+            return channels, 0, None, "random init, no image encoder"
+        return channels, 1280, dict(CLIP_VIT_H14), "Wan 2.1 I2V 14B's sizes (no checkpoint config here)"
+    image_dim = json.loads(file.read_text()).get("image_dim") or 0
+    wan_root = file.parent.parent if file.parent.name == "transformer" else file.parent
+    clip_file = wan_root / "image_encoder" / "config.json"
+    if not image_dim:
+        return channels, 0, None, str(file)
+    clip = json.loads(clip_file.read_text()) if clip_file.exists() else dict(CLIP_VIT_H14)
+    return channels, image_dim, clip, str(clip_file if clip_file.exists() else file)
+
+
+def clip_vision_params(config: dict) -> tuple[int, int]:
+    """(all parameters, one ``CLIPEncoderLayer``) of ``CLIPVisionModel(CLIPVisionConfig(**config))``, built on meta."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    skip = ("architectures", "transformers_version")
+    keys = {k: v for k, v in config.items() if not k.startswith("_") and k not in skip}
+    with torch.device("meta"):
+        model = CLIPVisionModel(CLIPVisionConfig(**keys))
+    layer = next(
+        sum(p.numel() for p in m.parameters()) for m in model.modules() if type(m).__name__ == "CLIPEncoderLayer"
+    )
+    return sum(p.numel() for p in model.parameters()), layer
 
 
 # umT5-XXL encoder (Wan 2.1's text encoder, google/umt5-xxl), used when ``text.path`` is not on this machine
@@ -306,7 +356,7 @@ class TokenGeometry:
 
 def token_geometry(cfg: ExperimentConfig) -> TokenGeometry:
     """Wan VAE: 8× spatial (and 1 + (F−1)/4 latent frames); identity codec: pixels."""
-    spatial = 8 if cfg.codec.kind == "wan_vae" else 1
+    spatial = cfg.spatial_factor
     _, p_h, p_w = cfg.model.patch_size
     per_frame = (cfg.data.height // spatial // p_h) * (cfg.data.width // spatial // p_w)
     return TokenGeometry(per_frame, cfg.latent_frames, cfg.chunk_layout(), cfg.text.max_length)
@@ -355,14 +405,15 @@ class WanShape:
     root_params: int
 
     @classmethod
-    def of(cls, model: ModelConfig, num_layers: int | None = None, extra_root_params: int = 0) -> WanShape:
+    def of(cls, model: ModelConfig, num_layers: int | None = None, extra_root_params: int = 0,
+           condition_channels: int = 0, image_dim: int = 0) -> WanShape:  # fmt: skip
         return cls(
             dim=model.num_attention_heads * model.attention_head_dim,
             ffn_dim=model.ffn_dim,
             freq_dim=model.freq_dim,
             num_layers=model.num_layers if num_layers is None else num_layers,
-            block_params=wan_block_params(model),
-            root_params=wan_root_params(model) + extra_root_params,
+            block_params=wan_block_params(model, image_dim),
+            root_params=wan_root_params(model, condition_channels, image_dim) + extra_root_params,
         )
 
 
@@ -529,8 +580,9 @@ def vae_spec(cfg: ExperimentConfig) -> ModelSpec | None:
 def stage_models(cfg: ExperimentConfig, stage: str, opts: PlanOptions) -> list[ModelSpec]:
     """The models a stage holds on the GPU, in table order (the Stage I teacher only during ODE-pair generation)."""
     model, c = cfg.model, opts.compute_bytes
-    full = WanShape.of(model)
-    total = wan_params(model)
+    channels, image_dim, clip, clip_source = wan_i2v_parts(cfg)
+    full = WanShape.of(model, condition_channels=channels, image_dim=image_dim)
+    total = wan_params(model, condition_channels=channels, image_dim=image_dim)
     ema = opts.ema
     frozen = f"frozen, {_dtype_name(c)}, sharded by block"
     if stage == "stage1":
@@ -547,8 +599,10 @@ def stage_models(cfg: ExperimentConfig, stage: str, opts: PlanOptions) -> list[M
     else:
         taps = discriminator_taps(model.num_layers, opts.disc_taps)
         heads = discriminator_head_params(full.dim, len(taps), opts.disc_queries)
-        disc_shape = WanShape.of(model, num_layers=taps[-1] + 1, extra_root_params=heads)
-        disc_total = wan_params(model, taps[-1] + 1) + heads
+        # D from the T2V backbone (stage3.disc_pretrained) has no I2V parts; from the teacher it has the teacher's
+        d_channels, d_image = (0, 0) if getattr(cfg.stage3, "disc_pretrained", None) else (channels, image_dim)
+        disc_shape = WanShape.of(model, taps[-1] + 1, heads, d_channels, d_image)
+        disc_total = wan_params(model, taps[-1] + 1, d_channels, d_image) + heads
         frozen_backbone = opts.frozen_disc_backbone
         wan = [
             ModelSpec("generator", "trained", full, total, total, ema),
@@ -561,7 +615,13 @@ def stage_models(cfg: ExperimentConfig, stage: str, opts: PlanOptions) -> list[M
             ),
         ]
     vae = vae_spec(cfg)
-    return [*wan, text_encoder_spec(cfg, opts), *([vae] if vae is not None else [])]
+    image_encoder = []
+    if clip is not None:  # Wan I2V: the CLIP image encoder, frozen like umT5 (add_frozen shards CLIPEncoderLayer)
+        num, layer = clip_vision_params(clip)
+        image_encoder = [ModelSpec("image encoder", f"frozen CLIP vision, {_dtype_name(c)}, sharded by layer "
+                                   f"({clip_source})", None, num, 0, frozen_bytes=c, block_params=layer,
+                                   root_params=num - clip["num_hidden_layers"] * layer)]  # fmt: skip
+    return [*wan, text_encoder_spec(cfg, opts), *image_encoder, *([vae] if vae is not None else [])]
 
 
 def rollout_graphs(name: str, shape: WanShape, geo: TokenGeometry, batch: int) -> list[GraphForward]:
