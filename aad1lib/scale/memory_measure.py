@@ -57,12 +57,12 @@ import torch
 from .. import flow
 from ..builders import build_latent_codec, build_text
 from ..config import ExperimentConfig, load_preset
-from ..losses import approximate_r1, discriminator_loss, dmd_loss, flow_matching_loss, generator_adversarial_loss
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..models.discriminator import VideoDiscriminator
-from ..rollout import guided_velocity, stream_generate
+from ..rollout import stream_generate
 from ..train.loop import TrainLoop
-from ..train.stage3 import build_discriminator
+from ..train.stage2 import critic_objective, dmd_objective
+from ..train.stage3 import build_discriminator, discriminator_objective, generator_objective
 from .memory_planner import MemoryPlan, plan_memory, token_geometry
 
 Method = Literal["allocator", "rss", "malloc"]
@@ -329,7 +329,7 @@ def _synthetic_batch(cfg: ExperimentConfig, batch: int, gen: torch.Generator, te
 
 
 def synthetic_stage3_step(models: StepModels, cfg: ExperimentConfig, batch: int, seed: int = 0) -> dict:
-    """One Stage III step as ``aad1lib/train/stage3.py`` takes it, on random clips.
+    """One Stage III step as ``aad1lib/train/stage3.py`` takes it (its objectives, the same functions), on random clips.
 
     (a) discriminator: a no-grad one-step rollout gives the fake clip; real and fake noised to the same level;
     D on both (+ their perturbed forwards for approximate R1/R2 when ``stage3.lam > 0``), one backward, AdamW.
@@ -344,7 +344,6 @@ def synthetic_stage3_step(models: StepModels, cfg: ExperimentConfig, batch: int,
     ctx, layout = cfg.chunking.context_frames, cfg.chunk_layout()
     b = _synthetic_batch(cfg, batch, gen, models.text_encoder)
     sigmas = torch.tensor([1.0, 0.0]).to(b["real"])
-    t = flow.sigma_to_timestep(b["sigma"])
 
     def rollout(grad: bool) -> torch.Tensor:
         return stream_generate(generator, layout, b["text"], b["noise"], sigmas, context=b["real"][:, :, :ctx],
@@ -353,25 +352,18 @@ def synthetic_stage3_step(models: StepModels, cfg: ExperimentConfig, batch: int,
     with phase("discriminator update"):
         with torch.no_grad():
             fake = rollout(grad=False)
-        real_t = flow.add_noise(b["real"], b["eps"][0], b["sigma"])
-        fake_t = flow.add_noise(fake, b["eps"][1], b["sigma"])
-        logits_real, logits_fake = disc(real_t, t, b["text"]), disc(fake_t, t, b["text"])
-        loss_d = discriminator_loss(logits_real, logits_fake)
-        if lam > 0:
-            r1 = approximate_r1(disc, real_t, logits_real, r1_sigma, t, b["text"], eps=b["eps"][2])
-            r2 = approximate_r1(disc, fake_t, logits_fake, r1_sigma, t, b["text"], eps=b["eps"][3])
-            loss_d = loss_d + lam * (r1 + r2)
+        loss_d, _ = discriminator_objective(disc, b["real"], fake, b["sigma"], b["eps"], b["text"], lam, r1_sigma)
         models.update("discriminator", loss_d)
     with phase("rollout end"):
         video = rollout(grad=True)
     with phase("generator loss (D on the fake clip) + backward"):
-        loss_g = generator_adversarial_loss(disc(flow.add_noise(video, b["eps"][1], b["sigma"]), t, b["text"]))
+        loss_g = generator_objective(disc, video, b["sigma"], b["eps"][1], b["text"])
         models.update("generator", loss_g)
     return {"loss_g": loss_g.item(), "loss_d": loss_d.item()}
 
 
 def synthetic_stage2_step(models: StepModels, cfg: ExperimentConfig, batch: int, seed: int = 0) -> dict:
-    """One Stage II step as ``aad1lib/train/stage2.py`` takes it (one critic update instead of
+    """One Stage II step as ``aad1lib/train/stage2.py`` takes it (its objectives; one critic update instead of
     ``stage2.critic_steps``: they are alike), on random clips.
 
     (a) critic: a no-grad rollout, the clip noised per frame, flow matching, AdamW. (b) generator: the rollout
@@ -392,27 +384,16 @@ def synthetic_stage2_step(models: StepModels, cfg: ExperimentConfig, batch: int,
         return stream_generate(generator, layout, b["text"], b["noise"], sigmas, context=b["real"][:, :, :ctx],
                                grad_step=0 if grad else None).video  # fmt: skip
 
-    def noised(x, i):
-        sigma = b["sigma"][:, None].repeat(1, frames)
-        sigma[:, :ctx] = 0.0
-        return flow.add_noise(x, b["eps"][i], sigma), sigma
-
+    sigma = flow.per_frame_sigma(b["sigma"], frames, ctx)  # [B, F], the context frames clean
     with phase("critic update"):
         with torch.no_grad():
             x = rollout(grad=False)
-        x_t, sigma = noised(x, 0)
-        v = critic(x_t, flow.sigma_to_timestep(sigma), b["text"], return_dict=False)[0]
-        loss_c = flow_matching_loss(v, x, b["eps"][0], frame_mask)
+        loss_c = critic_objective(critic, x, sigma, b["eps"][0], b["text"], frame_mask)
         models.update("critic", loss_c)
     with phase("rollout end"):
         x = rollout(grad=True)
     with phase("DMD scores + generator backward"):
-        x_t, sigma = noised(x.detach(), 1)
-        with torch.no_grad():
-            v_real = guided_velocity(teacher, x_t, sigma, b["text"], empty, guidance)
-            v_fake = critic(x_t, flow.sigma_to_timestep(sigma), b["text"], return_dict=False)[0]
-        x0_real, x0_fake = flow.x0_from_velocity(x_t, v_real, sigma), flow.x0_from_velocity(x_t, v_fake, sigma)
-        loss_g, _ = dmd_loss(x, x0_real, x0_fake, frame_mask)
+        loss_g, _ = dmd_objective(teacher, critic, x, sigma, b["eps"][1], b["text"], empty, guidance, frame_mask)
         models.update("generator", loss_g)
     return {"loss_g": loss_g.item(), "loss_c": loss_c.item()}
 

@@ -49,6 +49,27 @@ class Stage2Run:
     train_seconds: float
 
 
+def critic_objective(critic, x, sigma, noise, text, frame_mask, condition=None) -> torch.Tensor:
+    """Stage II fake-score critic: flow matching on the student's clip ``x`` noised per frame (``sigma [B, F]``,
+    ``noise``), the clean context frames masked out."""
+    x_t = flow.add_noise(x, noise, sigma)
+    v = critic(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **(condition or {}))[0]
+    return flow_matching_loss(v, x, noise, frame_mask)
+
+
+def dmd_objective(teacher, critic, x, sigma, noise, text, uncond_text, guidance_scale, frame_mask, condition=None):
+    """Stage II generator objective (DMD): the student's clip ``x`` (with gradients) noised at ``sigma [B, F]``; the
+    real score (frozen teacher, CFG) and the fake score (critic) denoise it; ½‖x − sg(x − g)‖² with
+    g = (x̂_fake − x̂_real) / mean|x − x̂_real|. Returns the loss and g."""
+    condition = condition or {}
+    x_t = flow.add_noise(x.detach(), noise, sigma)
+    with torch.no_grad():
+        v_real = guided_velocity(teacher, x_t, sigma, text, uncond_text, guidance_scale, **condition)
+        v_fake = critic(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **condition)[0]
+    x0_real, x0_fake = flow.x0_from_velocity(x_t, v_real, sigma), flow.x0_from_velocity(x_t, v_fake, sigma)
+    return dmd_loss(x, x0_real, x0_fake, frame_mask)
+
+
 def train_stage2(
     cfg: ExperimentConfig,
     stage1_run: RunFolder,
@@ -107,12 +128,12 @@ def train_stage2(
                               condition=condition)  # fmt: skip
         return out.video, text, condition
 
-    def noised(x, gen):
+    def draw_noise(x, gen):
+        """Per-frame level ``[B, F]`` (the context frames clean) and noise for the clip ``x``."""
         sigma = loop.local(flow.sample_timesteps(n, generator=gen, shift=cfg.sampling.shift, t_min=s2.t_min,
                                                  t_max=s2.t_max)).to(x)  # fmt: skip
         noise = loop.local(torch.randn((n, *x.shape[1:]), generator=gen)).to(x)
-        sigma = flow.per_frame_sigma(sigma, frames, ctx)
-        return flow.add_noise(x, noise, sigma), sigma, noise
+        return flow.per_frame_sigma(sigma, frames, ctx), noise
 
     # validation: fixed held-out first frames and noise
     val = collate([build_dataset(cfg, "test")[i] for i in range(s2.num_val_clips)])
@@ -155,20 +176,14 @@ def train_stage2(
         for _ in range(s2.critic_steps):
             with torch.no_grad():
                 x, text, condition = rollout(gen)
-            x_t, sigma, noise = noised(x, gen)
-            v = critic(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **condition)[0]
-            loss_c = flow_matching_loss(v, x, noise, frame_mask)
+            loss_c = critic_objective(critic, x, *draw_noise(x, gen), text, frame_mask, condition)
             loop.optimize("critic", loss_c)
             critic_losses.append(loss_c.item())
         # (b) generator: DMD through the rollout's exit step
         exit_step = int(torch.randint(s2.student_steps, (1,), generator=gen))
         x, text, condition = rollout(gen, grad_step=exit_step)
-        x_t, sigma, _ = noised(x.detach(), gen)
-        with torch.no_grad():
-            v_real = guided_velocity(teacher, x_t, sigma, text, empty.expand_as(text), s2.guidance_scale, **condition)
-            v_fake = critic(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **condition)[0]
-        x0_real, x0_fake = flow.x0_from_velocity(x_t, v_real, sigma), flow.x0_from_velocity(x_t, v_fake, sigma)
-        loss_g, grad = dmd_loss(x, x0_real, x0_fake, frame_mask)
+        loss_g, grad = dmd_objective(teacher, critic, x, *draw_noise(x, gen), text, empty.expand_as(text),
+                                     s2.guidance_scale, frame_mask, condition)  # fmt: skip
         grad_norm = loop.optimize("generator", loss_g)
         return dict(metrics, dmd_loss=loss_g.item(), critic_loss=sum(critic_losses) / len(critic_losses),
                     dmd_grad_abs=grad.abs().mean().item(), grad_norm=grad_norm or 0.0)  # fmt: skip

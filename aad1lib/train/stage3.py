@@ -64,6 +64,31 @@ def build_discriminator(cfg: ExperimentConfig, teacher: CausalWanTransformer3DMo
         )  # fmt: skip
 
 
+def discriminator_objective(disc, real, fake, sigma, d_noise, text, lam: float, r1_sigma: float, condition=None):
+    """Stage III D objective (AAD-1 §"Noised Discriminator Inputs"): real and fake clips ``[B, C, F, H, W]`` noised to
+    the SAME level ``sigma [B]`` per pair (``d_noise[0]``, ``d_noise[1]``: D is video-level, one level per clip);
+    softplus(−D(real_t)) + softplus(D(fake_t)) + λ·[R1(real_t) + R2(fake_t)], the approximate R1/R2 perturbed along
+    ``d_noise[2]``, ``d_noise[3]``. Returns the loss and its logs (d_loss, r1, r2, d_real, d_fake)."""
+    t = flow.sigma_to_timestep(sigma)
+    real_t, fake_t = flow.add_noise(real, d_noise[0], sigma), flow.add_noise(fake, d_noise[1], sigma)
+    logits_real, logits_fake = disc(real_t, t, text, condition), disc(fake_t, t, text, condition)
+    loss_d = discriminator_loss(logits_real, logits_fake)
+    r1 = r2 = logits_real.new_zeros(())
+    if lam > 0:
+        r1 = approximate_r1(disc, real_t, logits_real, r1_sigma, t, text, condition, eps=d_noise[2])
+        r2 = approximate_r1(disc, fake_t, logits_fake, r1_sigma, t, text, condition, eps=d_noise[3])
+    logs = dict(d_loss=loss_d.item(), r1=r1.item(), r2=r2.item(), d_real=logits_real.mean().item(),
+                d_fake=logits_fake.mean().item())  # fmt: skip
+    return loss_d + lam * (r1 + r2), logs
+
+
+def generator_objective(disc, fake, sigma, fake_noise, text, condition=None) -> torch.Tensor:
+    """Stage III G objective: softplus(−D(fake_t)), the generated clip noised as D sees fakes (``fake_noise`` at
+    ``sigma``); gradients reach the generator through the one-step rollout."""
+    fake_t = flow.add_noise(fake, fake_noise, sigma)
+    return generator_adversarial_loss(disc(fake_t, flow.sigma_to_timestep(sigma), text, condition))
+
+
 def train_stage3(
     cfg: ExperimentConfig,
     init_run: RunFolder,
@@ -144,13 +169,6 @@ def train_stage3(
                               condition=b["condition"])  # fmt: skip
         return out.video
 
-    def critic_inputs(b, fake):
-        """Real and fake noised to the SAME level per pair (the whole clip, one level: D is video-level)."""
-        sigma = b["sigma"]
-        real_t = flow.add_noise(b["real"], b["d_noise"][0], sigma)
-        fake_t = flow.add_noise(fake, b["d_noise"][1], sigma)
-        return real_t, fake_t, flow.sigma_to_timestep(sigma)
-
     def disc_inputs(condition: dict) -> dict | None:
         if not disc_takes_condition:
             return None
@@ -165,24 +183,17 @@ def train_stage3(
             b = draw(gen)
             with torch.no_grad():
                 fake = rollout(b, grad=False)
-            real_t, fake_t, t = critic_inputs(b, fake)
             loop.optimizers["discriminator"].zero_grad(set_to_none=True)  # drop grads left by the G update
-            c = disc_inputs(b["condition"])
-            logits_real, logits_fake = disc(real_t, t, b["text"], c), disc(fake_t, t, b["text"], c)
-            loss_d = discriminator_loss(logits_real, logits_fake)
-            r1 = r2 = torch.zeros((), device=device)
-            if s3.lam > 0:
-                r1 = approximate_r1(disc, real_t, logits_real, s3.r1_sigma, t, b["text"], c, eps=b["d_noise"][2])
-                r2 = approximate_r1(disc, fake_t, logits_fake, s3.r1_sigma, t, b["text"], c, eps=b["d_noise"][3])
-            loop.optimize("discriminator", loss_d + s3.lam * (r1 + r2))
-            logs.update(d_loss=loss_d.item(), r1=r1.item(), r2=r2.item(), d_real=logits_real.mean().item(),
-                        d_fake=logits_fake.mean().item())  # fmt: skip
+            loss_d, d_logs = discriminator_objective(disc, b["real"], fake, b["sigma"], b["d_noise"], b["text"],
+                                                     s3.lam, s3.r1_sigma, disc_inputs(b["condition"]))  # fmt: skip
+            loop.optimize("discriminator", loss_d)
+            logs.update(d_logs)
         # (b) generator, through the one-step rollout
         if step >= s3.d_warmup_steps:
             b = draw(gen)
             fake = rollout(b, grad=True)
-            _, fake_t, t = critic_inputs(b, fake)
-            loss_g = generator_adversarial_loss(disc(fake_t, t, b["text"], disc_inputs(b["condition"])))
+            condition = disc_inputs(b["condition"])
+            loss_g = generator_objective(disc, fake, b["sigma"], b["d_noise"][1], b["text"], condition)
             logs["g_grad_norm"] = loop.optimize("generator", loss_g) or 0.0
             logs["g_loss"] = loss_g.item()
         # divergence guard: a discriminator that wins by a mile for many steps gives the generator nothing
