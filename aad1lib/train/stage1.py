@@ -18,14 +18,15 @@ import torch
 from diffusers.optimization import get_scheduler
 
 from .. import flow
-from ..builders import build_dataset, build_latent_codec, build_text, collate, load_run_model
-from ..conditioning import I2VConditioner, build_image_encoder, context_of
+from ..builders import build_dataset, collate, load_run_model
+from ..conditioning import I2VConditioner, context_of
 from ..config import ExperimentConfig
 from ..losses import ode_regression_loss
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..ode_pairs import ODEPairsDataset, generate_ode_pairs
 from ..rollout import CONDITION_KWARGS, seeded_renoise, stream_generate
 from ..run_folder import RunFolder
+from .encoders import frozen_encoders
 from .loop import TrainLoop
 from .samples import save_samples
 
@@ -76,9 +77,7 @@ def train_stage1(
     config = dict(cfg.to_dict(), notebook=notebook_params or {}, init_from=str(teacher_run.path))
     loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
     device, s1 = loop.device, cfg.stage1
-    text_encoder = loop.add_frozen(build_text(cfg, loop.compute_dtype))
-    codec = loop.add_frozen(build_latent_codec(cfg), dtype=torch.float32)  # Wan runs its VAE in fp32
-    conditioner = I2VConditioner(cfg, codec, loop.add_frozen_or_none(build_image_encoder(cfg, loop.compute_dtype)))
+    text_encoder, codec, conditioner = frozen_encoders(loop, cfg)
     ctx = cfg.chunking.context_frames
     teacher = load_run_model(teacher_run)  # fp32 on the CPU: the student's master weights start from it
     student = copy.deepcopy(teacher).requires_grad_(True)

@@ -27,14 +27,15 @@ from pathlib import Path
 import torch
 
 from .. import flow
-from ..builders import build_dataset, build_latent_codec, build_text, collate, load_run_model
-from ..conditioning import I2VConditioner, build_image_encoder, context_of
+from ..builders import build_dataset, collate, load_run_model
+from ..conditioning import context_of
 from ..config import ExperimentConfig
 from ..losses import dmd_loss, flow_matching_loss, teacher_denoising_loss
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..rollout import guided_velocity, seeded_renoise, stream_generate
 from ..run_folder import RunFolder
 from ..runs import run_summary
+from .encoders import frozen_encoders
 from .loop import TrainLoop
 from .samples import save_samples
 
@@ -83,8 +84,7 @@ def train_stage2(
     config = dict(cfg.to_dict(), notebook=notebook_params or {}, init_from=str(stage1_run.path))
     loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
     device = loop.device
-    text_encoder = loop.add_frozen(build_text(cfg, loop.compute_dtype))
-    codec = loop.add_frozen(build_latent_codec(cfg), dtype=torch.float32)  # Wan runs its VAE in fp32
+    text_encoder, codec, conditioner = frozen_encoders(loop, cfg)
     ctx, frames, layout = cfg.chunking.context_frames, cfg.latent_frames, cfg.chunk_layout()
     frame_mask = torch.arange(frames) >= ctx
 
@@ -103,7 +103,6 @@ def train_stage2(
     critic = loop.add_model(
         "critic", critic, lambda params: torch.optim.AdamW(params, s2.lr_critic, betas=betas, weight_decay=0.0)
     )
-    conditioner = I2VConditioner(cfg, codec, loop.add_frozen_or_none(build_image_encoder(cfg, loop.compute_dtype)))
     train_set = build_dataset(cfg, "train")
     empty = text_encoder.encode([""])[0]
     latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from .. import flow
-from ..builders import build_dataset, build_latent_codec, build_text, collate, load_run_model, load_wan
-from ..conditioning import I2VConditioner, build_image_encoder, context_of
+from ..builders import build_dataset, collate, load_run_model, load_wan
+from ..conditioning import context_of
 from ..config import ExperimentConfig
 from ..losses import approximate_r1, discriminator_loss, generator_adversarial_loss
 from ..models.causal_wan import CausalWanTransformer3DModel
@@ -30,6 +30,7 @@ from ..ode_pairs import ODEPairsDataset
 from ..rollout import CONDITION_KWARGS, seeded_renoise, stream_generate
 from ..run_folder import RunFolder
 from ..runs import run_summary
+from .encoders import frozen_encoders
 from .loop import DivergenceError, TrainLoop
 from .samples import save_samples
 
@@ -107,8 +108,7 @@ def train_stage3(
     config = dict(cfg.to_dict(), notebook=notebook_params or {}, init_from=str(init_run.path))
     loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
     device = loop.device
-    text_encoder = loop.add_frozen(build_text(cfg, loop.compute_dtype))
-    codec = loop.add_frozen(build_latent_codec(cfg), dtype=torch.float32)  # Wan runs its VAE in fp32
+    text_encoder, codec, conditioner = frozen_encoders(loop, cfg)
     ctx, frames, layout = cfg.chunking.context_frames, cfg.latent_frames, cfg.chunk_layout()
     sigmas = sigmas.to(device)
 
@@ -131,8 +131,6 @@ def train_stage3(
             [p for p in params if p.requires_grad], s3.lr_discriminator, betas=betas, weight_decay=0.0
         ),  # fmt: skip
     )
-
-    conditioner = I2VConditioner(cfg, codec, loop.add_frozen_or_none(build_image_encoder(cfg, loop.compute_dtype)))
 
     # real clips: the dataset, or teacher samples (Stage I's ODE endpoints, same first frames and captions)
     if s3.real_source == "teacher":

@@ -22,6 +22,7 @@ from ..config import ExperimentConfig, check_pretrained_sizes
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..run_folder import RunFolder
 from ..sampling import sample_i2v
+from .encoders import frozen_encoders
 from .loop import TrainLoop
 from .samples import save_samples
 
@@ -75,9 +76,7 @@ def train_teacher(
         model = build_wan(cfg).to(device).eval() if loop.accelerator.num_processes == 1 else None
         return TeacherRun(loop.run, model, 0.0)
 
-    text_encoder = loop.add_frozen(build_text(cfg, loop.compute_dtype))
-    codec = loop.add_frozen(build_latent_codec(cfg), dtype=torch.float32)  # Wan runs its VAE in fp32
-    conditioner = I2VConditioner(cfg, codec)  # trained teachers have no image encoder (image_dim is Wan's)
+    text_encoder, codec, conditioner = frozen_encoders(loop, cfg, image_encoder=False)  # a trained teacher: no CLIP
     ctx = cfg.chunking.context_frames
 
     train_set = build_dataset(cfg, "train")
