@@ -7,7 +7,8 @@ with a bidirectional, video-level discriminator).
 Layers: a module imports from its own layer or the ones above it in this list, never below, and never inside a
 function (tests/test_import_graph.py checks the graph has no cycle and the base imports nothing else):
 
-1. base — ``paths`` (repository folders), ``run_folder`` (run folders, the atomic JSON/text write, git commit),
+1. base — ``paths`` (repository folders), ``processes`` (a subprocess group killed on timeout),
+   ``run_folder`` (run folders, the atomic JSON/text write, git commit),
    ``runs`` (run lookup: ``latest``, ``latest:<stage>?key=value``), ``flow`` (flow-matching maths and every sigma
    schedule), ``chunking`` (``ChunkLayout``), ``pretrained`` (a checkpoint's config.json), ``config`` (presets;
    latent geometry: the codec's temporal/spatial factors, the chunk layout)

@@ -22,10 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -357,6 +354,21 @@ def write_wan_preset(path: Path, standin_root: Path, video_root: Path, captions_
     return path
 
 
+# ---- chunk layouts every streaming-equality test covers ---------------------------------------------------
+def _streaming_layouts() -> dict:
+    from aad1lib.chunking import ChunkLayout
+
+    return {
+        "no-window": ChunkLayout(frames_per_chunk=2, context_frames=1),
+        "sink+window": ChunkLayout(frames_per_chunk=2, context_frames=1, sink_frames=1, window_frames=3),
+        "frame-chunks+window": ChunkLayout(frames_per_chunk=1, context_frames=1, sink_frames=1, window_frames=3),
+        "t2v-sink-in-chunk": ChunkLayout(frames_per_chunk=3, sink_frames=1, window_frames=4),
+    }
+
+
+STREAMING_LAYOUTS = _streaming_layouts()
+
+
 # ---- command-line runs ----------------------------------------------------------------------------------------
 STAGES = ("teacher", "stage1", "stage2", "stage3")
 
@@ -367,6 +379,7 @@ def torchrun(stage: str, preset: str | Path, run_name: str, runs_root: Path, npr
     (message: the tail of stderr) and returns the run folder; past ``timeout`` seconds every process of the run is
     killed and the assertion fails. ``sets``: ``{"key": value}`` or ``["key=value"]``."""
     from aad1lib.config import load_preset
+    from aad1lib.processes import run_process_group
     from aad1lib.run_folder import RunFolder
     from aad1lib.train.__main__ import parse_overrides
 
@@ -377,16 +390,9 @@ def torchrun(stage: str, preset: str | Path, run_name: str, runs_root: Path, npr
         cmd += ["--init-from", str(init_from)]
     for pair in pairs:
         cmd += ["--set", pair]
-    # own session: on a timeout (a collective that never completes) the workers die too, not only torchrun
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            start_new_session=True)  # fmt: skip
-    try:
-        _, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, stderr = proc.communicate()
-        raise AssertionError(f"{' '.join(cmd)}\ntimed out after {timeout} s (killed)\n{stderr[-4000:]}") from None
-    assert proc.returncode == 0, f"{' '.join(cmd)}\nexit {proc.returncode}\n{stderr[-4000:]}"
+    # own process group: on a timeout (a collective that never completes) the workers die too, not only torchrun
+    returncode, stderr = run_process_group(cmd, timeout, cwd=REPO)
+    assert returncode == 0, f"{' '.join(cmd)}\nexit {returncode}\n{stderr[-4000:]}"
     name = load_preset(preset, parse_overrides(pairs)).name
     return RunFolder.open(Path(runs_root) / f"{stage}-{name}-{run_name}")
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from diffusers import WanTransformer3DModel
+from standins import STREAMING_LAYOUTS
 
 from aad1lib.models import CausalWanTransformer3DModel, ChunkLayout
 
@@ -127,16 +128,7 @@ def _stream(model, layout, x, t, text):
     return torch.cat(outs, dim=2), cache, memory
 
 
-@pytest.mark.parametrize(
-    "layout",
-    [
-        ChunkLayout(frames_per_chunk=2, context_frames=1),
-        ChunkLayout(frames_per_chunk=2, context_frames=1, sink_frames=1, window_frames=3),
-        ChunkLayout(frames_per_chunk=1, context_frames=1, sink_frames=1, window_frames=3),
-        ChunkLayout(frames_per_chunk=3, sink_frames=1, window_frames=4),
-    ],
-    ids=["no-window", "sink+window", "frame-chunks+window", "t2v-sink-in-chunk"],
-)
+@pytest.mark.parametrize("layout", STREAMING_LAYOUTS.values(), ids=STREAMING_LAYOUTS.keys())
 def test_streaming_matches_block_causal_forward(model, layout):
     frames = layout.context_frames + 5 * layout.frames_per_chunk
     x, _, text = _inputs(frames=frames)

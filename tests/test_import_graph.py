@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "aad1lib"
 # the base layer: any unit may import these; they import only each other
-BASE = {"paths", "run_folder", "runs", "flow", "chunking", "config", "pretrained"}
+BASE = {"paths", "processes", "run_folder", "runs", "flow", "chunking", "config", "pretrained"}
 
 
 def _module_name(path: Path) -> str:

@@ -11,9 +11,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from standins import WAN_I2V_TRANSFORMER, check_wan_i2v_standin, standin_image, write_wan_i2v_standin
+from standins import STREAMING_LAYOUTS, WAN_I2V_TRANSFORMER, check_wan_i2v_standin, standin_image, write_wan_i2v_standin
 
-from aad1lib.models import CausalWanTransformer3DModel, ChunkLayout
+from aad1lib.models import CausalWanTransformer3DModel
 from aad1lib.models.codec import IdentityCodec, WanVAECodec
 from aad1lib.models.i2v import CLIPImageEncoder, wan_i2v_condition
 from aad1lib.models.text import UMT5TextEncoder
@@ -209,16 +209,7 @@ def _stream(model, layout, x, t, text, cond):
 
 
 @pytest.mark.parametrize("i2v_model", [False, True], ids=["no-image-tokens", "image-tokens"], indirect=True)
-@pytest.mark.parametrize(
-    "layout",
-    [
-        ChunkLayout(frames_per_chunk=2, context_frames=1),
-        ChunkLayout(frames_per_chunk=2, context_frames=1, sink_frames=1, window_frames=3),
-        ChunkLayout(frames_per_chunk=1, context_frames=1, sink_frames=1, window_frames=3),
-        ChunkLayout(frames_per_chunk=3, sink_frames=1, window_frames=4),
-    ],
-    ids=["no-window", "sink+window", "frame-chunks+window", "t2v-sink-in-chunk"],
-)
+@pytest.mark.parametrize("layout", STREAMING_LAYOUTS.values(), ids=STREAMING_LAYOUTS.keys())
 def test_streaming_with_wan_i2v_condition_matches_block_causal_forward(i2v_model, layout):
     """Chunk by chunk with the KV cache, each call slicing the whole clip's condition at its frame offset, equals
     the block-causal forward of the clip. The condition is random (a ``[B, TF + C, F, H, W]`` tensor like

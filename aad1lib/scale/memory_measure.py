@@ -59,6 +59,7 @@ from ..builders import build_latent_codec, build_text
 from ..config import ExperimentConfig, load_preset
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..models.discriminator import VideoDiscriminator
+from ..processes import run_process_group
 from ..rollout import stream_generate
 from ..train.loop import TrainLoop
 from ..train.stage2 import critic_objective, dmd_objective
@@ -648,8 +649,6 @@ def check_fsdp_plan_on_cpu(
     as the trainers place models, and compare each rank's measured peak with ``plan_memory(..., num_gpus=nproc)``.
     Past ``timeout`` seconds every process is killed (a collective that never completes) and it raises."""
     import json
-    import signal
-    import subprocess
     import sys
     import tempfile
     from pathlib import Path
@@ -666,16 +665,9 @@ def check_fsdp_plan_on_cpu(
         # the package imports this module before runpy runs it as __main__: harmless, silenced
         quiet = "ignore:'aad1lib.scale.memory_measure' found in sys.modules:RuntimeWarning"
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS=quiet)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                start_new_session=True)  # fmt: skip
-        try:
-            _, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            _, stderr = proc.communicate()
-            raise RuntimeError(f"{' '.join(cmd)} timed out after {timeout} s (killed)\n{stderr[-4000:]}") from None
-        if proc.returncode != 0 or not out.exists():
-            raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}\n{stderr[-4000:]}")
+        returncode, stderr = run_process_group(cmd, timeout, env=env)
+        if returncode != 0 or not out.exists():
+            raise RuntimeError(f"{' '.join(cmd)} exited {returncode}\n{stderr[-4000:]}")
         ranks = json.loads(out.read_text())
     cfg = load_preset(preset)
     plan = plan_memory(cfg, stage, num_gpus=nproc, batch_per_gpu=batch_per_rank, grad_checkpointing=grad_checkpointing,
