@@ -50,7 +50,11 @@ def build_wan(cfg: ExperimentConfig, seed: int | None = None) -> CausalWanTransf
         return load_wan(cfg.model.pretrained)
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed if seed is None else seed)
-        return CausalWanTransformer3DModel(**cfg.wan_kwargs())
+        model = CausalWanTransformer3DModel(**cfg.wan_kwargs())
+    if cfg.model.residual_to_first_frame:  # predicts the residual r0 = 0 at init: samples copy the first frame
+        torch.nn.init.zeros_(model.proj_out.weight)
+        torch.nn.init.zeros_(model.proj_out.bias)
+    return model
 
 
 def load_wan(path: str | Path, dtype: torch.dtype = torch.float32) -> CausalWanTransformer3DModel:

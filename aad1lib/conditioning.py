@@ -1,6 +1,7 @@
 """What conditions a clip on its first frame in every model call of a stage (``model.i2v``, docs/design.md §8).
 
-``context_frame``: nothing extra — the first latent frame itself is the clean context (``latents[:, :, :ctx]``).
+``context_frame``: nothing extra — the first latent frame itself is the clean context (``latents[:, :, :ctx]``);
+with ``model.residual_to_first_frame`` its latent also goes to every call as ``{"anchor": [B, C, 1, h, w]}``.
 ``wan_i2v``: Wan 2.1 I2V's inputs for the whole clip, ``{"condition": [B, tf + C, F, h, w]}`` plus, for a
 checkpoint with ``image_dim``, ``{"encoder_hidden_states_image": [B, T, D]}`` from its CLIP image encoder. The
 model slices ``condition`` to each call's frames, so the same dict goes to the block-causal student, every chunk
@@ -24,6 +25,7 @@ class I2VConditioner:
 
     def __init__(self, cfg: ExperimentConfig, codec: LatentCodec, image_encoder: CLIPImageEncoder | None = None):
         self.mode = cfg.model.i2v
+        self.residual = cfg.model.residual_to_first_frame
         self.num_pixel_frames = cfg.data.num_frames
         self.codec = codec
         self.image_encoder = image_encoder
@@ -32,7 +34,7 @@ class I2VConditioner:
     def __call__(self, first_frame: torch.Tensor, num_pixel_frames: int | None = None) -> dict[str, torch.Tensor]:
         """``num_pixel_frames``: the clip's length (default: the preset's; longer for long rollouts)."""
         if self.mode == "context_frame":
-            return {}
+            return {"anchor": self.codec.encode(first_frame[:, :, None])} if self.residual else {}
         out = {"condition": wan_i2v_condition(self.codec, first_frame, num_pixel_frames or self.num_pixel_frames)}
         if self.image_encoder is not None:
             out["encoder_hidden_states_image"] = self.image_encoder.encode(first_frame).to(out["condition"].device)

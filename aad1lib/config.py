@@ -64,6 +64,10 @@ class ModelConfig:
     # timestep 0 and is written into the KV cache first (T2V-initialised AR models); wan_i2v = Wan 2.1 I2V's
     # [noisy latents, mask, first-frame latents] channel concatenation (+ CLIP image tokens when image_dim is set)
     i2v: Literal["context_frame", "wan_i2v"] = "context_frame"
+    # context_frame only: frames after the first are modelled as their difference r to it, the network predicts
+    # r0 (docs/design.md §9); its output layer starts at 0, so an untrained model samples copies of the first frame
+    # instead of noise. A lever for small CPU teachers; the Wan presets keep Wan's velocity prediction
+    residual_to_first_frame: bool = False
 
     def wan_kwargs(self, condition_channels: int = 0) -> dict[str, Any]:
         return dict(
@@ -197,7 +201,12 @@ class Stage3Config:
     disc_condition: bool = True  # a backbone with Wan I2V's condition channels (an I2V teacher) sees the image
     #                              condition; False = it sees zeros there (no first-frame hint)
     d_steps: int = 1  # discriminator updates per generator update
-    d_warmup_steps: int = 0  # discriminator-only updates before the generator starts
+    d_warmup_steps: int = 0  # discriminator-only updates before the generator starts (they count toward steps)
+    # G also waits for held-out d_pair_acc >= this, in (0.5, 1] (None = off), or for d_warmup_max_steps (then warns)
+    d_warmup_accuracy: float | None = None
+    d_warmup_max_steps: int | None = None  # cap of the accuracy warm-up (required with it); counts toward steps
+    disc_eval_every: int = 10  # steps between held-out D evaluations (d_acc, d_pair_acc, d_gap_heldout); step 0 too
+    disc_eval_clips: int = 8  # held-out test clips (and their fakes) D is evaluated on; at most the test split's
     lr_generator: float = 1e-5
     lr_discriminator: float = 1e-5
     beta1: float = 0.0
@@ -244,6 +253,11 @@ class ExperimentConfig:
                 f"model.i2v=wan_i2v conditions through channels and generates the first frame: chunking.context_frames "
                 f"must be 0, got {c.context_frames}"
             )
+        if m.residual_to_first_frame and (m.i2v != "context_frame" or not c.context_frames):
+            raise ConfigError(
+                "model.residual_to_first_frame models frames as differences to the clean first frame: it needs "
+                f"model.i2v=context_frame and chunking.context_frames >= 1, got {m.i2v} and {c.context_frames}"
+            )
         if self.codec.kind == "wan_vae" and (d.num_frames - 1) % 4:
             raise ConfigError(f"codec.kind=wan_vae needs data.num_frames = 1 + 4k, got {d.num_frames}")
         factor = self.spatial_factor
@@ -283,6 +297,24 @@ class ExperimentConfig:
             raise ConfigError(f"need 0 <= stage3.t_min < stage3.t_max <= 1, got {s3.t_min}, {s3.t_max}")
         if s3.d_steps < 1:
             raise ConfigError(f"stage3.d_steps must be >= 1, got {s3.d_steps}")
+        if s3.d_warmup_steps < 0:
+            raise ConfigError(f"stage3.d_warmup_steps must be >= 0, got {s3.d_warmup_steps}")
+        if s3.disc_eval_every < 1 or s3.disc_eval_clips < 1:
+            raise ConfigError(
+                f"stage3.disc_eval_every and stage3.disc_eval_clips must be >= 1, got {s3.disc_eval_every}, "
+                f"{s3.disc_eval_clips}"
+            )
+        if s3.d_warmup_accuracy is not None:
+            if not 0.5 < s3.d_warmup_accuracy <= 1:
+                raise ConfigError(
+                    f"stage3.d_warmup_accuracy must lie in (0.5, 1] (held-out pair accuracy; 0.5 = chance), got "
+                    f"{s3.d_warmup_accuracy}"
+                )
+            if s3.d_warmup_max_steps is None or s3.d_warmup_max_steps < s3.d_warmup_steps:
+                raise ConfigError(
+                    f"stage3.d_warmup_accuracy needs stage3.d_warmup_max_steps >= stage3.d_warmup_steps "
+                    f"({s3.d_warmup_steps}): the step at which the generator starts anyway; got {s3.d_warmup_max_steps}"
+                )
         if not s3.disc_taps or not all(0 < f <= 1 for f in s3.disc_taps):
             raise ConfigError(f"stage3.disc_taps must be fractions of depth in (0, 1], got {s3.disc_taps}")
         if self.train.parallel == "fsdp2" and self.train.ema_decay is not None:

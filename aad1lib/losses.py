@@ -22,9 +22,23 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tenso
 
 
 # ---- Stage 0 / critic: flow matching --------------------------------------------------------------
-def flow_matching_loss(v_pred, x0, noise, frame_mask=None) -> torch.Tensor:
-    """‖v_θ(x_t, t) − (ε − x0)‖² (rectified flow; Wan). Also the DMD fake-score critic's loss on student samples."""
-    return masked_mse(v_pred, noise - x0, frame_mask)
+def flow_matching_loss(v_pred, x0, noise, frame_mask=None, x0_sigma=None) -> torch.Tensor:
+    """‖v_θ(x_t, t) − (ε − x0)‖² (rectified flow; Wan). Also the DMD fake-score critic's loss on student samples.
+
+    ``x0_sigma`` (``[B]`` or ``[B, F]``, the noise levels of ``x_t``): the loss in x0 space, ‖σ(v_θ − v)‖² =
+    ‖x̂0 − x0‖², for models that predict x0 (the first-frame residual parameterisation, docs/design.md §9), whose
+    x0 error the velocity loss would weight by 1/σ²."""
+    target = noise - x0
+    if x0_sigma is not None:
+        scale = x0_sigma.reshape(x0_sigma.shape[0], 1, -1, 1, 1).to(v_pred.dtype)  # [B, 1, 1|F, 1, 1]
+        v_pred, target = v_pred * scale, target * scale
+    return masked_mse(v_pred, target, frame_mask)
+
+
+def x0_loss_sigma(sigma: torch.Tensor, condition: dict | None) -> torch.Tensor | None:
+    """``sigma`` if the model predicts x0 (a first-frame residual model: ``condition`` has its anchor), so its
+    flow-matching loss is taken in x0 space; else None (Wan's velocity loss). Teacher, critic, validation."""
+    return sigma if condition and "anchor" in condition else None
 
 
 # ---- Stage I: ODE regression ----------------------------------------------------------------------
@@ -99,5 +113,5 @@ def teacher_denoising_loss(teacher, video, text, context_frames, seed: int = 0, 
         sigma = flow.per_frame_sigma(torch.full((video.shape[0],), level), video.shape[2], context_frames).to(video)
         x_t = flow.add_noise(video, noise, sigma)
         v = teacher(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **(condition or {}))[0]
-        losses.append(flow_matching_loss(v, video, noise, mask).item())
+        losses.append(flow_matching_loss(v, video, noise, mask, x0_loss_sigma(sigma, condition)).item())
     return sum(losses) / len(losses)

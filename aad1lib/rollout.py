@@ -26,9 +26,9 @@ from .chunking import ChunkLayout
 from .models.causal_wan import CausalWanTransformer3DModel
 from .models.kv_cache import KVCache
 
-# per-clip conditioning inputs of the model (Wan I2V): both classifier-free-guidance branches get them, as
+# per-clip conditioning inputs of the model (Wan I2V; the first-frame anchor): both CFG branches get them, as
 # diffusers' WanImageToVideoPipeline does (it drops only the text)
-CONDITION_KWARGS = ("condition", "encoder_hidden_states_image")
+CONDITION_KWARGS = ("condition", "encoder_hidden_states_image", "anchor")
 
 
 def cfg_rows(model_kwargs: dict, copies: int) -> dict:

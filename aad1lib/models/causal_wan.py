@@ -29,6 +29,7 @@ from diffusers import WanTransformer3DModel
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed, _get_qkv_projections
 
+from .. import flow
 from ..chunking import ChunkLayout
 from .kv_cache import KVCache
 
@@ -226,6 +227,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         frame_offset: int = 0,
         update_cache: bool = False,
         condition: torch.Tensor | None = None,
+        anchor: torch.Tensor | None = None,
     ):
         """Stock Wan forward plus block-causal attention, per-frame timesteps, streaming and Wan I2V conditioning.
 
@@ -241,6 +243,9 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
             condition: ``[B, C_cond, F_clip, H, W]`` Wan 2.1 I2V condition of the WHOLE clip (mask + first-frame
                 latents, :func:`aad1lib.models.i2v.wan_i2v_condition`); this call's frames
                 ``[frame_offset, frame_offset + F)`` are concatenated after ``hidden_states`` on channels.
+            anchor: ``[B, C, Fc, H, W]`` the clip's clean context latents (``model.residual_to_first_frame``):
+                every frame from index ``Fc`` on is modelled as its difference to the last of them
+                (:class:`FirstFrameResidual`); the output stays the velocity of the frames themselves.
         """
         # 0. Wan I2V: this call's slice of the clip's condition, on channels (the cache write gets it too)
         if condition is not None:
@@ -273,6 +278,12 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
                 chunk_layout.check_num_frames(num_frames)
             else:
                 chunk_layout.check_span(frame_offset, num_frames)
+
+        # 1b. First-frame residual parameterisation: shift the input now, the output after the forward
+        residual = None
+        if anchor is not None:
+            residual = FirstFrameResidual(anchor, timestep, frame_offset, num_frames, tokens_per_frame)
+            hidden_states = residual.model_input(hidden_states)
 
         # 2. Per-frame timesteps [B, F] -> per-token [B, F * tokens_per_frame] (Diffusion Forcing)
         if timestep.ndim == 2 and timestep.shape[1] == num_frames // p_t:
@@ -329,6 +340,12 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         finally:
             rope.frame_offset = 0
             self._set_block_causal_state(None)
+
+        if residual is not None:  # the network predicted r0: the velocity of the frames themselves
+            if return_dict:
+                out.sample = residual.velocity(out.sample)
+            else:
+                out = (residual.velocity(out[0]), *out[1:])
 
         # 5. Commit the written chunk and evict what the next chunk can't see
         if kv_cache is not None and update_cache:
@@ -387,6 +404,43 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
                 f"text embeddings have dim {encoder_hidden_states.shape[-1]}, model expects text_dim={cfg.text_dim}"
             )
         return batch, channels, num_frames, height, width
+
+
+class FirstFrameResidual:
+    """The first-frame residual parameterisation (``model.residual_to_first_frame``, docs/design.md §9).
+
+    Frames at absolute index >= ``Fc`` (after the anchor's, a = the last anchor frame) are modelled as
+    r = x - a: the network sees r_t = x_t - (1 - σ) a = (1 - σ) r0 + σε and predicts r0; the velocity the rest
+    of the pipeline uses is v = ε - x0 = (r_t - r0_hat) / σ - a. A network that outputs 0 (zero-initialised
+    output layer) samples copies of the first frame: learning starts at the copy baseline, not at noise.
+    Context frames pass through unchanged (their output is ignored everywhere).
+    """
+
+    SIGMA_MIN = 1e-3  # the division by σ at clean frames (cache writes): their velocity is never used
+
+    def __init__(self, anchor: torch.Tensor, timestep: torch.Tensor, frame_offset: int, num_frames: int,
+                 tokens_per_frame: int):  # fmt: skip
+        if anchor.ndim != 5:
+            raise ValueError(f"anchor must be [B, C, Fc, H, W] context latents, got {tuple(anchor.shape)}")
+        batch = anchor.shape[0]
+        if timestep.ndim == 1:  # [B]
+            timestep = timestep[:, None].expand(batch, num_frames)
+        elif timestep.shape[1] != num_frames:  # [B, F * tokens_per_frame]
+            timestep = timestep.reshape(batch, num_frames, tokens_per_frame)[:, :, 0]
+        self.sigma = flow.timestep_to_sigma(timestep.float()).to(anchor.device)[:, None, :, None, None]  # [B,1,F,1,1]
+        frames = torch.arange(frame_offset, frame_offset + num_frames, device=anchor.device)
+        self.mask = (frames >= anchor.shape[2]).float()[None, None, :, None, None]  # [1, 1, F, 1, 1]
+        self.anchor = anchor[:, :, -1:].float() * self.mask  # [B, C, F, H, W] on shifted frames, else 0
+
+    def model_input(self, x_t: torch.Tensor) -> torch.Tensor:
+        """x_t -> r_t = x_t - (1 - σ) a on the shifted frames."""
+        self.r_t = x_t.float() - (1.0 - self.sigma) * self.anchor
+        return self.r_t.to(x_t.dtype)
+
+    def velocity(self, r0_hat: torch.Tensor) -> torch.Tensor:
+        """The network's r0 prediction -> v = (r_t - r0_hat) / σ - a (shifted frames; others unchanged)."""
+        v = (self.r_t - r0_hat.float()) / self.sigma.clamp_min(self.SIGMA_MIN) - self.anchor
+        return torch.where(self.mask.bool(), v, r0_hat.float()).to(r0_hat.dtype)
 
 
 def checkpoint_block(checkpoint_fn, block, *args):

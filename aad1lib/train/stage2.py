@@ -30,7 +30,7 @@ from .. import flow
 from ..builders import build_dataset, collate, load_run_model
 from ..conditioning import context_of
 from ..config import ExperimentConfig
-from ..losses import dmd_loss, flow_matching_loss, teacher_denoising_loss
+from ..losses import dmd_loss, flow_matching_loss, teacher_denoising_loss, x0_loss_sigma
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..rollout import guided_velocity, seeded_renoise, stream_generate
 from ..run_folder import RunFolder
@@ -55,7 +55,7 @@ def critic_objective(critic, x, sigma, noise, text, frame_mask, condition=None) 
     ``noise``), the clean context frames masked out."""
     x_t = flow.add_noise(x, noise, sigma)
     v = critic(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **(condition or {}))[0]
-    return flow_matching_loss(v, x, noise, frame_mask)
+    return flow_matching_loss(v, x, noise, frame_mask, x0_sigma=x0_loss_sigma(sigma, condition))
 
 
 def dmd_objective(teacher, critic, x, sigma, noise, text, uncond_text, guidance_scale, frame_mask, condition=None):

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers.optimization import get_scheduler
 
 from .. import flow
 from ..builders import build_dataset, build_latent_codec, build_text, build_wan, collate
 from ..conditioning import I2VConditioner, build_image_encoder
 from ..config import ExperimentConfig, check_pretrained_sizes
+from ..losses import flow_matching_loss, x0_loss_sigma
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..run_folder import RunFolder
 from ..sampling import sample_i2v
@@ -46,13 +46,17 @@ def teacher_loss(
     condition: dict | None = None,
 ) -> torch.Tensor:
     """Flow-matching loss on ``latents`` ``[B, C, F, H, W]`` at ``sigma`` ``[B]``; the first
-    ``context_frames`` are clean context (timestep 0, no loss). ``condition``: Wan I2V inputs (model.i2v)."""
+    ``context_frames`` are clean context (timestep 0, no loss). ``condition``: the conditioner's inputs.
+
+    A first-frame residual model (``condition["anchor"]``, docs/design.md §9) predicts r0: its loss is the MSE of
+    x0 = x_t − σv. The velocity loss weights its r0 error by 1/σ², the rare small-σ draws dominate, and the demo
+    teacher's samples filled with patch-sized noise within 600 steps (seen in its sample strips)."""
     sigma = sigma[:, None].repeat(1, latents.shape[2])  # [B, F]
     sigma[:, :context_frames] = 0.0
     x_t = flow.add_noise(latents, noise, sigma)
     v = model(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **(condition or {}))[0]
-    target = flow.velocity_target(latents, noise)
-    return F.mse_loss(v[:, :, context_frames:].float(), target[:, :, context_frames:].float())
+    generated = torch.arange(latents.shape[2]) >= context_frames
+    return flow_matching_loss(v, latents, noise, generated, x0_sigma=x0_loss_sigma(sigma, condition))
 
 
 def train_teacher(

@@ -1,0 +1,68 @@
+"""Does a trained teacher do image-to-video? PSNR per generated frame vs held-out clips and vs copying the first
+frame, and the frame-to-frame change vs the data's, at one or more CFG scales / sampler step counts.
+
+    python benchmarks/teacher_fidelity.py --run experiments/runs/teacher-demo-... --guidance 1 3 --clips 16
+
+Writes ``fidelity.json`` and ``strips-cfg<g>.png`` (data vs teacher rows, same first frame and caption) into
+``--out`` (default: the run's ``samples/fidelity``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from aad1lib.builders import build_dataset, build_latent_codec, build_text, collate, load_run_model
+from aad1lib.conditioning import I2VConditioner
+from aad1lib.config import ExperimentConfig, from_dict
+from aad1lib.data import plot_strips
+from aad1lib.eval.teacher_fidelity import format_fidelity, teacher_fidelity
+from aad1lib.run_folder import RunFolder
+from aad1lib.train.teacher import sample_teacher
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a finished teacher run folder")
+    parser.add_argument("--guidance", type=float, nargs="+", default=None, help="CFG scales (default: the preset's)")
+    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the preset's)")
+    parser.add_argument("--clips", type=int, default=16, help="held-out test clips")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+
+    run = RunFolder.open(args.run)
+    raw = {k: v for k, v in run.config.items() if k not in ("notebook", "init_from")}
+    cfg = from_dict(ExperimentConfig, raw, prefix="").validate()  # the run's own resolved config
+    out = Path(args.out) if args.out else run.samples_dir / "fidelity"
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_run_model(run).eval()
+    codec, text_encoder = build_latent_codec(cfg), build_text(cfg)
+    test = build_dataset(cfg, "test")
+    batch = collate([test[i] for i in range(min(args.clips, len(test)))])
+    results = {}
+    for guidance in args.guidance or [cfg.sampling.guidance_scale]:
+        sampling = replace(
+            cfg.sampling, guidance_scale=guidance, teacher_steps=args.steps or cfg.sampling.teacher_steps
+        )
+        c = replace(cfg, sampling=sampling)
+        samples = sample_teacher(c, model, text_encoder, codec, batch, conditioner=I2VConditioner(c, codec))
+        result = teacher_fidelity(batch["video"], samples, cfg.chunking.context_frames)
+        results[f"cfg{guidance:g}"] = dict(result, guidance_scale=guidance, steps=sampling.teacher_steps)
+        print(f"--- CFG {guidance:g}, {sampling.teacher_steps} steps, {len(samples)} clips\n{format_fidelity(result)}")
+        rows = {}
+        for i in range(min(4, len(samples))):
+            rows[f"data {i}"], rows[f"teacher {i}"] = batch["video"][i], samples[i]
+        plot_strips(rows, title=f"held-out clips vs teacher, CFG {guidance:g}").savefig(
+            out / f"strips-cfg{guidance:g}.png", dpi=80, bbox_inches="tight"
+        )
+    (out / "fidelity.json").write_text(json.dumps(dict(run=str(run.path), clips=len(batch["video"]), **results)))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
