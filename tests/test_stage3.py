@@ -75,8 +75,120 @@ def test_two_process_fsdp2_matches_one_process_and_its_checkpoint_loads_in_one_p
     assert json.loads((two.path / "finished.json").read_text())["world_size"] == 2
     for a, b in zip(_losses(one), _losses(two), strict=True):
         assert b == pytest.approx(a, rel=1e-4, abs=1e-6)
+    heldout = [[{k: m[k] for k in ("d_acc", "d_pair_acc", "d_gap_heldout")} for m in run.read_metrics() if "d_acc" in m]
+               for run in (one, two)]  # fmt: skip
+    assert len(heldout[0]) == len(heldout[1]) == 1  # step 0: every rank ran G and D on the held-out clips
+    for a, b in zip(*heldout, strict=True):
+        assert b == pytest.approx(a, rel=1e-4, abs=1e-5)
     for (name, a), b in zip(_weights(one).items(), _weights(two).values(), strict=True):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def _finished(run):
+    return json.loads((run.path / "finished.json").read_text())
+
+
+def _steps_with(run, key):
+    return [m["step"] for m in run.read_metrics() if key in m]
+
+
+def test_stage3_logs_heldout_discriminator_accuracy(pipeline):
+    # 3 held-out clips at 2 per forward (the batch): encoded and evaluated in uneven parts
+    cfg = load_preset("tiny", {**FAST, "stage3.disc_eval_every": 2, "stage3.disc_eval_clips": 3, "train.batch_size": 2})
+    result = train_stage3(cfg, pipeline["stage2"], run_name="heldout", runs_root=pipeline["root"])
+
+    evals = [m for m in result.run.read_metrics() if "d_acc" in m]
+    assert [m["step"] for m in evals] == [0, 2]  # step 0 (before any update), then every disc_eval_every
+    n = cfg.stage3.disc_eval_clips
+    for m in evals:
+        assert 0 <= m["d_acc"] <= 1 and 0 <= m["d_pair_acc"] <= 1
+        assert m["d_acc"] * 2 * n == pytest.approx(round(m["d_acc"] * 2 * n))  # a fraction of the 2N clips
+        assert m["d_pair_acc"] * n == pytest.approx(round(m["d_pair_acc"] * n))  # ... of the N pairs
+        assert m["d_gap_heldout"] == m["d_gap_heldout"]  # finite (the loop refuses NaN)
+    info = _finished(result.run)
+    assert (info["d_warmup_end_step"], info["warmup_reached"]) == (0, True)  # d_warmup_steps = 0: G from step 0
+    assert info["d_acc_at_warmup_end"] == evals[0]["d_acc"]
+
+
+def test_heldout_accuracy_counts_clips_by_logit_sign_and_pairs_by_order():
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([-1.0, -3.0, 1.0])
+    acc = stage3_module.heldout_accuracy(real, fake)
+    assert acc["d_acc"] == pytest.approx(4 / 6)  # reals 2.0, 0.5 > 0; fakes -1, -3 < 0
+    assert acc["d_pair_acc"] == pytest.approx(2 / 3)  # pairs 0, 1 ordered right
+    assert acc["d_gap_heldout"] == pytest.approx(real.mean() - fake.mean())
+    frame = stage3_module.heldout_accuracy(real[:, None].expand(3, 4), fake[:, None].expand(3, 4))
+    assert frame == acc  # frame logits: the clip's mean
+
+
+def _scripted_accuracy(monkeypatch, pair_accs):
+    """Replace the held-out metrics (D still runs) by a script of d_pair_acc values, one per evaluation."""
+    calls = []
+
+    def scripted(logits_real, logits_fake):
+        value = pair_accs[min(len(calls), len(pair_accs) - 1)]
+        calls.append(value)
+        return dict(d_acc=value, d_pair_acc=value, d_gap_heldout=0.0)
+
+    monkeypatch.setattr(stage3_module, "heldout_accuracy", scripted)
+    return calls
+
+
+def test_generator_waits_for_discriminator_accuracy(pipeline, monkeypatch, capsys):
+    root = pipeline["root"]
+    warm = {**FAST, "stage3.d_warmup_accuracy": 0.9, "stage3.disc_eval_every": 2}
+    # unreachable: G starts at the cap, with a warning, and the run records that the threshold was not reached
+    _scripted_accuracy(monkeypatch, [0.5])
+    capped = load_preset("tiny", {**warm, "stage3.steps": 5, "stage3.d_warmup_max_steps": 3})
+    run = train_stage3(capped, pipeline["stage2"], run_name="warm-cap", runs_root=root).run
+    assert _steps_with(run, "g_loss") == [3, 4]
+    assert _steps_with(run, "d_acc") == [0, 2, 3, 4]  # and at the cap, where G starts
+    assert "WARNING" in capsys.readouterr().out
+    info = _finished(run)
+    assert (info["d_warmup_end_step"], info["warmup_reached"], info["d_pair_acc_at_warmup_end"]) == (3, False, 0.5)
+    # reachable: G starts at the first evaluation at or after d_warmup_steps whose d_pair_acc reaches the threshold
+    _scripted_accuracy(monkeypatch, [0.95, 0.5, 0.9, 0.5])  # steps 0 (before d_warmup_steps), 2, 4, 6
+    reached = load_preset("tiny", {**warm, "stage3.steps": 7, "stage3.d_warmup_steps": 1,
+                                   "stage3.d_warmup_max_steps": 100})  # fmt: skip
+    run = train_stage3(reached, pipeline["stage2"], run_name="warm-reached", runs_root=root).run
+    assert _steps_with(run, "g_loss") == [4, 5, 6]  # and it stays on when the accuracy drops again
+    info = _finished(run)
+    assert (info["d_warmup_end_step"], info["warmup_reached"], info["d_pair_acc_at_warmup_end"]) == (4, True, 0.9)
+
+
+def test_accuracy_warmup_state_survives_a_resume(pipeline, monkeypatch):
+    cfg = load_preset("tiny", {**FAST, "stage3.steps": 6, "stage3.d_warmup_accuracy": 0.9,
+                               "stage3.d_warmup_max_steps": 100, "stage3.disc_eval_every": 2})  # fmt: skip
+    _scripted_accuracy(monkeypatch, [0.5, 1.0, 0.5])  # reached at step 2 only
+    real_loss, calls = stage3_module.generator_adversarial_loss, {"n": 0}
+
+    def interrupted(*args):
+        calls["n"] += 1
+        if calls["n"] == 4:  # G's update of step 5, after the step-4 checkpoint
+            raise KeyboardInterrupt
+        return real_loss(*args)
+
+    monkeypatch.setattr(stage3_module, "generator_adversarial_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_stage3(cfg, pipeline["stage2"], run_name="warm-cut", runs_root=pipeline["root"])
+    monkeypatch.setattr(stage3_module, "generator_adversarial_loss", real_loss)
+    _scripted_accuracy(monkeypatch, [0.5])  # the resumed run's evaluation (step 4) alone would not start G
+    run = train_stage3(cfg, pipeline["stage2"], run_name="warm-cut", runs_root=pipeline["root"]).run
+    assert _steps_with(run, "g_loss") == [2, 3, 4, 5]
+    assert (_finished(run)["d_warmup_end_step"], _finished(run)["warmup_reached"]) == (2, True)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [({"stage3.d_warmup_accuracy": 0.5, "stage3.d_warmup_max_steps": 10}, r"d_warmup_accuracy must lie in \(0.5, 1\]"),
+     ({"stage3.d_warmup_accuracy": 1.2, "stage3.d_warmup_max_steps": 10}, r"d_warmup_accuracy must lie in"),
+     ({"stage3.d_warmup_accuracy": 0.9}, "needs stage3.d_warmup_max_steps"),
+     ({"stage3.d_warmup_accuracy": 0.9, "stage3.d_warmup_steps": 5, "stage3.d_warmup_max_steps": 4},
+      "d_warmup_max_steps >= stage3.d_warmup_steps"),
+     ({"stage3.disc_eval_every": 0}, "disc_eval_every")],
+)  # fmt: skip
+def test_bad_discriminator_warmup_settings_are_refused_by_the_config(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_preset("tiny", overrides)
 
 
 def test_saturated_discriminator_stops_with_clear_message_keeping_last_checkpoint(pipeline):

@@ -8,7 +8,15 @@ video-level logit. Real and generated clips are noised to the same random level 
 Per generator update (logistic GAN + approximate R1/R2, AAD-1 §"Noised Discriminator Inputs"):
 - D (``d_steps`` times): softplus(−D(real_t)) + softplus(D(fake_t)) + λ·[R1(real_t) + R2(fake_t)],
   R(x) = mean(((D(x + σε) − D(x)) / σ)²), λ = 20 by default (the paper's value, in this convention);
-- G (after ``d_warmup_steps``): softplus(−D(fake_t)), gradients through the rollout's single step.
+- G (after the D warm-up): softplus(−D(fake_t)), gradients through the rollout's single step.
+
+Held-out D accuracy every ``disc_eval_every`` steps (and at step 0): fixed test clips and their fakes (the current
+generator's rollouts from the same first frames), noised as the D objective noises them (noise and levels drawn
+once); logged as ``d_acc`` (logit sign: real > 0, fake < 0), ``d_pair_acc`` (D(real_i) > D(fake_i), same noise
+level) and ``d_gap_heldout``. D warm-up: G starts after ``d_warmup_steps``; with ``d_warmup_accuracy`` set, at the
+first evaluation at or after that whose ``d_pair_acc`` reaches it, or at ``d_warmup_max_steps`` anyway (a warning).
+Warm-up steps count toward ``steps``. The step G starts at carries ``warmup_reached`` in metrics.jsonl, from which a
+resumed run reads the warm-up state back.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from accelerate.utils import broadcast_object_list
 
 from .. import flow
 from ..builders import build_dataset, collate, load_run_model, load_wan
@@ -65,6 +74,21 @@ def build_discriminator(cfg: ExperimentConfig, teacher: CausalWanTransformer3DMo
         )  # fmt: skip
 
 
+def discriminator_condition(cfg: ExperimentConfig, backbone, condition: dict) -> dict | None:
+    """What of a clip's conditioning D's ``backbone`` takes. Wan I2V channels only if it has them (an I2V teacher;
+    zeros with ``stage3.disc_condition`` false; the T2V ``disc_pretrained`` backbone takes latents only); the
+    first-frame anchor whenever the backbone comes from a first-frame residual teacher (it is how that backbone
+    reads a clip, docs/design.md §9)."""
+    out = {}
+    if backbone.config.in_channels > cfg.model.in_channels:
+        out = {
+            k: v if cfg.stage3.disc_condition else torch.zeros_like(v) for k, v in condition.items() if k != "anchor"
+        }
+    if "anchor" in condition and not cfg.stage3.disc_pretrained:
+        out["anchor"] = condition["anchor"]
+    return out or None
+
+
 def discriminator_objective(disc, real, fake, sigma, d_noise, text, lam: float, r1_sigma: float, condition=None):
     """Stage III D objective (AAD-1 §"Noised Discriminator Inputs"): real and fake clips ``[B, C, F, H, W]`` noised to
     the SAME level ``sigma [B]`` per pair (``d_noise[0]``, ``d_noise[1]``: D is video-level, one level per clip);
@@ -88,6 +112,36 @@ def generator_objective(disc, fake, sigma, fake_noise, text, condition=None) -> 
     ``sigma``); gradients reach the generator through the one-step rollout."""
     fake_t = flow.add_noise(fake, fake_noise, sigma)
     return generator_adversarial_loss(disc(fake_t, flow.sigma_to_timestep(sigma), text, condition))
+
+
+def clip_logits(logits: torch.Tensor) -> torch.Tensor:
+    """One logit per clip: the video logit ``[B]``, or the mean of frame logits ``[B, F]``."""
+    return logits.mean(dim=-1) if logits.ndim == 2 else logits
+
+
+def heldout_accuracy(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> dict[str, float]:
+    """Held-out D metrics from the logits of N real clips and their N fakes (pair i: same noise level):
+    ``d_acc`` = fraction of the 2N clips on the right side of 0 (real > 0, fake < 0), ``d_pair_acc`` = fraction of
+    pairs with D(real_i) > D(fake_i) (blind to a shared logit offset: what the warm-up waits for),
+    ``d_gap_heldout`` = mean D(real) − mean D(fake)."""
+    real, fake = clip_logits(logits_real).float(), clip_logits(logits_fake).float()
+    correct = torch.cat([real > 0, fake < 0]).float()
+    return dict(d_acc=correct.mean().item(), d_pair_acc=(real > fake).float().mean().item(),
+                d_gap_heldout=(real.mean() - fake.mean()).item())  # fmt: skip
+
+
+def warmup_summary(metrics: list[dict]) -> dict:
+    """The D warm-up's end as the run logged it: the step G started (the record carrying ``warmup_reached``; None if
+    it never did), whether the warm-up's condition was met (False: the cap started G) and the held-out accuracies of
+    the last evaluation at or before that step."""
+    end = next((m for m in metrics if "warmup_reached" in m), None)
+    if end is None:
+        return dict(d_warmup_end_step=None, warmup_reached=False, d_acc_at_warmup_end=None,
+                    d_pair_acc_at_warmup_end=None)  # fmt: skip
+    evals = [m for m in metrics if "d_acc" in m and m["step"] <= end["step"]]
+    last = evals[-1] if evals else {}
+    return dict(d_warmup_end_step=end["step"], warmup_reached=bool(end["warmup_reached"]),
+                d_acc_at_warmup_end=last.get("d_acc"), d_pair_acc_at_warmup_end=last.get("d_pair_acc"))  # fmt: skip
 
 
 def train_stage3(
@@ -116,7 +170,6 @@ def train_stage3(
     disc = build_discriminator(cfg, backbone)
     del backbone
     # D sees the Wan I2V condition only if its backbone has the channels (an I2V teacher; not the T2V backbone)
-    disc_takes_condition = disc.backbone.config.in_channels > cfg.model.in_channels
     betas = (s3.beta1, s3.beta2)
     generator = loop.add_model(
         "generator",
@@ -168,14 +221,97 @@ def train_stage3(
         return out.video
 
     def disc_inputs(condition: dict) -> dict | None:
-        if not disc_takes_condition:
-            return None
-        return condition if s3.disc_condition else {k: torch.zeros_like(v) for k, v in condition.items()}
+        return discriminator_condition(cfg, disc.backbone, condition)
+
+    # held-out D evaluation: fixed test clips, rollout noise, D noise and levels (drawn once, as draw() noises them);
+    # the fakes are rolled out again at each evaluation (G changes). Every rank runs it all (FSDP2 needs all ranks).
+    test_set = build_dataset(cfg, "test")
+    n_eval = min(s3.disc_eval_clips, len(test_set))
+    if n_eval < s3.disc_eval_clips and loop.is_main:
+        print(f"stage3.disc_eval_clips = {s3.disc_eval_clips}, but the test split holds {len(test_set)} clips: "
+              f"D is evaluated on {n_eval}")  # fmt: skip
+    eval_batch = loop.local_batch_size(n)  # clips per forward (and encode): at most what a training step holds
+    parts = []
+    with torch.no_grad():
+        for start in range(0, n_eval, eval_batch):
+            held = collate([test_set[i] for i in range(start, min(start + eval_batch, n_eval))])
+            parts.append((codec.encode(held["video"].to(device)), text_encoder.encode(held["prompt"])[0],
+                          conditioner(held["first_frame"].to(device))))  # fmt: skip
+    held_real, held_text = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    held_condition = {k: torch.cat([p[2][k] for p in parts]) for k in parts[0][2]}
+    del parts
+    held_gen = torch.Generator().manual_seed(cfg.seed + 11)
+    held_noise = torch.randn(held_real[:, :, ctx:].shape, generator=held_gen).to(held_real)
+    held_sigma = flow.sample_timesteps(n_eval, generator=held_gen, shift=cfg.sampling.shift, t_min=s3.t_min,
+                                       t_max=s3.t_max).to(held_real)  # fmt: skip
+    held_d_noise = torch.randn((2, *held_real.shape), generator=held_gen).to(held_real)  # real, fake noising
+
+    @torch.no_grad()
+    def evaluate_discriminator() -> dict[str, float]:
+        logits_real, logits_fake = [], []
+        for model in (generator, disc):
+            model.eval()
+        for start in range(0, n_eval, eval_batch):
+            part = slice(start, start + eval_batch)
+            real, text, noise = held_real[part], held_text[part], held_noise[part]
+            condition = {k: v[part] for k, v in held_condition.items()}
+            fake = stream_generate(generator, layout, text, noise, sigmas, context=context_of(real, ctx),
+                                   condition=condition, renoise=seeded_renoise(cfg.seed + 13)).video  # fmt: skip
+            sigma, t = held_sigma[part], flow.sigma_to_timestep(held_sigma[part])
+            real_t = flow.add_noise(real, held_d_noise[0, part], sigma)
+            fake_t = flow.add_noise(fake, held_d_noise[1, part], sigma)
+            logits_real.append(disc(real_t, t, text, disc_inputs(condition)))
+            logits_fake.append(disc(fake_t, t, text, disc_inputs(condition)))
+        for model in (generator, disc):
+            model.train()
+        metrics = heldout_accuracy(torch.cat(logits_real), torch.cat(logits_fake))
+        if loop.accelerator.num_processes > 1:  # identical on every rank up to reduction order: agree exactly
+            values = torch.tensor(list(metrics.values()), dtype=torch.float64, device=device)
+            metrics = dict(zip(metrics, loop.accelerator.reduce(values, "mean").tolist(), strict=True))
+        return metrics
+
+    # D warm-up state: the step G started at; a resumed run reads it from the metrics logged before its first step
+    warmup = {"g_start": None, "restored": False}
+    forced_start = s3.d_warmup_steps if s3.d_warmup_accuracy is None else s3.d_warmup_max_steps
+
+    def restore_warmup(first_step: int) -> None:
+        found = [None]
+        if loop.is_main:
+            logged = [m for m in loop.run.read_metrics() if m["step"] < first_step]
+            found[0] = warmup_summary(logged)["d_warmup_end_step"]
+        if loop.accelerator.num_processes > 1:
+            broadcast_object_list(found)
+        warmup.update(g_start=found[0], restored=True)
+
+    def end_warmup(step: int, metrics: dict[str, float]) -> dict[str, float]:
+        """Whether G starts at this step (also logs ``warmup_reached`` at the step it does)."""
+        if warmup["g_start"] is not None:
+            return {}
+        if s3.d_warmup_accuracy is None:
+            reached = step >= s3.d_warmup_steps
+            if not reached:
+                return {}
+        else:
+            reached = step >= s3.d_warmup_steps and metrics.get("d_pair_acc", -1.0) >= s3.d_warmup_accuracy
+            if not reached and step < s3.d_warmup_max_steps:
+                return {}
+            if not reached and loop.is_main:
+                last = metrics.get("d_pair_acc")
+                print(f"WARNING: Stage III D warm-up hit stage3.d_warmup_max_steps = {s3.d_warmup_max_steps} before "
+                      f"held-out d_pair_acc reached {s3.d_warmup_accuracy} (last: {last}); the generator starts "
+                      f"anyway at step {step}")  # fmt: skip
+        warmup["g_start"] = step
+        return {"warmup_reached": float(reached)}
 
     saturated = {"count": 0}
 
     def step_fn(step: int, gen: torch.Generator) -> dict[str, float]:
+        if not warmup["restored"]:
+            restore_warmup(step)
         logs: dict[str, float] = {}
+        if step % s3.disc_eval_every == 0 or (warmup["g_start"] is None and step == forced_start):
+            logs.update(evaluate_discriminator())  # before this step's updates
+        logs.update(end_warmup(step, logs))
         # (a) discriminator
         for _ in range(s3.d_steps):
             b = draw(gen)
@@ -187,7 +323,7 @@ def train_stage3(
             loop.optimize("discriminator", loss_d)
             logs.update(d_logs)
         # (b) generator, through the one-step rollout
-        if step >= s3.d_warmup_steps:
+        if warmup["g_start"] is not None:
             b = draw(gen)
             fake = rollout(b, grad=True)
             condition = disc_inputs(b["condition"])
@@ -227,12 +363,16 @@ def train_stage3(
     final = loop.export_model("generator", loop.run.path / "model")  # gathers FSDP2 shards; EMA weights if any
     if loop.is_main:
         metrics = loop.run.read_metrics()
+        warm = warmup_summary(metrics)
+        if warm["d_warmup_end_step"] is None:
+            print(f"WARNING: the Stage III generator never trained: the D warm-up lasted all {s3.steps} steps")
         loop.run.mark_finished(
             stage=STAGE, init_run=str(init_run.path), init_stage=init_run.info["stage"],
             stage1_run=str(stage1_run.path), teacher_run=str(teacher_run.path), sigmas=sigmas.tolist(), lam=s3.lam,
             disc_attention=s3.disc_attention, disc_logit=s3.disc_logit, train_seconds=train_seconds,
             peak_rss_mb=max((m["peak_rss_mb"] for m in metrics if "peak_rss_mb" in m), default=None),
             world_size=loop.accelerator.num_processes, parallel=cfg.train.parallel,
+            d_warmup_accuracy=s3.d_warmup_accuracy, **warm,
         )  # fmt: skip
     loop.end()
     return Stage3Run(loop.run, final.eval(), sigmas.cpu(), train_seconds)
