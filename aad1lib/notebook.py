@@ -64,6 +64,18 @@ def _sweep_sigmas(cfg) -> list[float]:
     return [cfg.stage3.r1_sigma]
 
 
+def _probe_seeds(cfg) -> list[int]:
+    return [0] if cfg.name == "tiny" else [0, 1, 2]
+
+
+def _probe_updates(cfg) -> int:
+    return 8 if cfg.name == "tiny" else 200
+
+
+def _probe_eval_every(cfg) -> int:
+    return 4 if cfg.name == "tiny" else 20
+
+
 _STUDY = {
     "preset": None, "init_from": None, "seeds": _study_seeds, "steps": "stage3.steps", "num_clips": _study_clips,
     "long_video_factor": None, "executor": None, "max_parallel": None, "slurm_partition": None,
@@ -99,11 +111,19 @@ NOTEBOOK_KEYS: dict[str, dict[str, str | Callable[[Any], Any] | None]] = {
         "device": None, "threads": None, "overwrite": None,
     },
     "07_report": {"preset": None, "main_runs": None, "studies_root": None, "out_dir": None, "sample_clips": None},
+    "08_discriminator_probe": {
+        "preset": None, "teacher_run": None, "init_from": None, "designs": None, "failures": None,
+        "seeds": _probe_seeds, "updates": _probe_updates, "eval_every": _probe_eval_every,
+        "batch_size": "train.batch_size", "lr": "stage3.lr_discriminator", "lam": "stage3.lam",
+        "t_max": "stage3.t_max", "eval_clips": "stage3.disc_eval_clips", "drift_rate": None, "grid_rate": None,
+        "device": None, "threads": None,
+    },
 }  # fmt: skip
 """Every notebook parameter, per notebook (file stem): the dotted config key it overrides (its ``None`` = the
 preset's value), a function ``cfg -> value`` for a notebook-only parameter whose ``None`` stands for a value derived
 from the preset (:func:`with_preset_values`), or ``None`` for a notebook-only parameter. 04/05 pass ``steps`` on to
-their 03_adversarial children, where it overrides ``stage3.steps``."""
+their 03_adversarial children, where it overrides ``stage3.steps``; 08's ``updates`` are D-only updates of its probe
+(:mod:`aad1lib.study.disc_probe`), not Stage III steps."""
 
 
 def notebook_keys(notebook: str | Path) -> dict[str, str | Callable[[Any], Any] | None]:
