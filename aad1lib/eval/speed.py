@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from ..builders import load_run_model
+from ..chunking import ChunkLayout
 from ..config import ExperimentConfig
 from ..flow import causal_sigmas
 from ..rollout import stream_generate
@@ -167,6 +168,7 @@ def speed_benchmark(
     if reference is None:
         reference = next((n for n, (_, k, _) in models.items() if k == "causal" and len(plans[n]) == 2), None)
 
+    setup = _Setup(cfg, layout, train_frames, ctx, per_chunk, device, batch, seed, teacher_max_length, image_encoder)
     rows: list[SpeedRow] = []
     memory_method = None
     try:
@@ -179,14 +181,11 @@ def speed_benchmark(
                 attention = "native"
                 if device.type == "cuda" and dtype != torch.float32:
                     attention = fastest_attention_backend(model, device, dtype)
+                candidate = _Candidate(name, model, kind, plans[name], dtype, attention)
                 if index == 0:  # one discarded run: one-time process costs (thread pools, kernels) hit no row
-                    _measure(cfg, model, kind, plans[name], name, dtype, attention, lengths[0], batch, 1,
-                             teacher_max_length, seed, layout, train_frames, ctx, per_chunk, device,
-                             image_encoder)  # fmt: skip
+                    _measure(setup, candidate, lengths[0], repeats=1)
                 for length in lengths:
-                    row = _measure(cfg, model, kind, plans[name], name, dtype, attention, length, batch, repeats,
-                                   teacher_max_length, seed, layout, train_frames, ctx, per_chunk, device,
-                                   image_encoder)  # fmt: skip
+                    row = _measure(setup, candidate, length, repeats)
                     memory_method = row.pop("memory_method", None) or memory_method
                     rows.append(SpeedRow(**row))
                 if device.type == "cuda":
@@ -215,9 +214,42 @@ def speed_benchmark(
     )  # fmt: skip
 
 
-def _measure(cfg, model, kind, plan, name, dtype, attention, length, batch, repeats, teacher_max_length, seed,
-             layout, train_frames, ctx, per_chunk, device, image_encoder=None) -> dict:  # fmt: skip
-    frames = train_frames * length
+@dataclass(frozen=True)
+class _Setup:
+    """What every measurement of one benchmark shares (from the preset and the call)."""
+
+    cfg: ExperimentConfig
+    layout: ChunkLayout
+    train_frames: int  # generated latent frames of a training clip
+    ctx: int  # clean context frames
+    per_chunk: int  # latent frames per chunk
+    device: torch.device
+    batch: int
+    seed: int
+    teacher_max_length: int | None
+    image_encoder: object | None  # CLIPImageEncoder of a Wan I2V checkpoint, timed inside each clip
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """One model as measured: its name, kind (causal | teacher), plan (sigmas | sampler steps), dtype, backend."""
+
+    name: str
+    model: torch.nn.Module
+    kind: str
+    plan: torch.Tensor | int
+    dtype: torch.dtype
+    attention: str
+
+
+def _measure(setup: _Setup, candidate: _Candidate, length: int, repeats: int) -> dict:
+    """One row: ``candidate`` generating ``length`` × the training clip, median of ``repeats`` timed runs."""
+    cfg, layout, ctx, per_chunk, device, batch = (setup.cfg, setup.layout, setup.ctx, setup.per_chunk, setup.device,
+                                                  setup.batch)  # fmt: skip
+    name, model, kind, plan, dtype, attention = (candidate.name, candidate.model, candidate.kind, candidate.plan,
+                                                 candidate.dtype, candidate.attention)  # fmt: skip
+    teacher_max_length, seed, image_encoder = setup.teacher_max_length, setup.seed, setup.image_encoder
+    frames = setup.train_frames * length
     chunks = frames // per_chunk
     steps_per_chunk = len(plan) - 1 if kind == "causal" else None
     cfg_factor = 2 if cfg.sampling.guidance_scale != 1.0 else 1
@@ -246,6 +278,8 @@ def _measure(cfg, model, kind, plan, name, dtype, attention, length, batch, repe
         condition["condition"] = torch.randn(cond_shape, generator=gen).to(device, dtype)
         if model.config.image_dim:
             first_frame = torch.rand(batch, 3, cfg.data.height, cfg.data.width, generator=gen) * 2 - 1
+    if cfg.model.residual_to_first_frame:  # the first-frame residual parameterisation shifts by the context frame
+        condition["anchor"] = context
     encoder_s: list[float] = []
 
     def run() -> tuple[float, float, float | None]:
