@@ -44,6 +44,7 @@ class DataConfig:
     on_error: Literal["raise", "skip"] = "raise"  # video_folder: corrupt/short files
     seed: int = 0  # synthetic clips and the video_folder split; fixed apart from the training seed, so seeds vary
     #                training, not the data
+    background_blur: float = 0.0  # synthetic: Gaussian σ (px) of the background photograph; 0 = sharp
 
 
 @dataclass

@@ -29,8 +29,11 @@ def _bounce(position: float, velocity: float, upper: float) -> tuple[float, floa
     return min(max(position, 0.0), upper), velocity
 
 
-def render_clip(motion: ClipMotion, num_frames: int, height: int, width: int) -> np.ndarray:
-    """Render `motion` to float32 frames [F, H, W, 3] in [0, 1]."""
+def render_clip(
+    motion: ClipMotion, num_frames: int, height: int, width: int, background_blur: float = 0.0
+) -> np.ndarray:
+    """Render `motion` to float32 frames [F, H, W, 3] in [0, 1]; `background_blur`: Gaussian σ (output px) of
+    the photograph (0 = sharp), for a task a small CPU model can learn (docs/design.md §9)."""
     # 1. Photograph crop -> canvas at output scale. INTER_AREA anti-aliases the (often large) downscale
     #    once, so the per-frame bilinear warps below only resample near scale 1.
     y, x, crop_h, crop_w = motion.crop
@@ -39,6 +42,8 @@ def render_clip(motion: ClipMotion, num_frames: int, height: int, width: int) ->
     shrink = crop_h > canvas_h or crop_w > canvas_w
     canvas = cv2.resize(region, (canvas_w, canvas_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     canvas = canvas.astype(np.float32) / 255.0
+    if background_blur > 0:
+        canvas = cv2.GaussianBlur(canvas, (0, 0), sigmaX=background_blur, borderType=cv2.BORDER_REFLECT_101)
 
     # 2. Camera: output pixel p samples canvas point centre_t + (p - frame_centre) / zoom_t (bilinear).
     frame_centre = np.array([(width - 1) / 2, (height - 1) / 2])
@@ -88,6 +93,7 @@ class SyntheticI2VDataset(Dataset):
         *,
         camera_modes: tuple[str, ...] = CAMERA_MODES,  # drawn uniformly per clip
         num_sprites: tuple[int, int] = (1, 2),  # inclusive range of digits per clip
+        background_blur: float = 0.0,  # Gaussian σ (output px) of the photograph; 0 = sharp
     ):
         if num_frames < 1 or height < 8 or width < 8 or num_clips < 0:
             raise ValueError(f"need num_frames >= 1, height/width >= 8, num_clips >= 0; got "
@@ -103,6 +109,9 @@ class SyntheticI2VDataset(Dataset):
         self.num_clips, self.num_frames, self.height, self.width = num_clips, num_frames, height, width
         self.fps, self.seed = fps, seed
         self.camera_modes, self.num_sprites = tuple(camera_modes), tuple(num_sprites)
+        if background_blur < 0:
+            raise ValueError(f"background_blur must be >= 0, got {background_blur}")
+        self.background_blur = background_blur
 
     def __len__(self) -> int:
         return self.num_clips
@@ -119,7 +128,7 @@ class SyntheticI2VDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         motion = self.motion_params(index)
-        frames = render_clip(motion, self.num_frames, self.height, self.width)
+        frames = render_clip(motion, self.num_frames, self.height, self.width, self.background_blur)
         video = rearrange(torch.from_numpy(frames), "f h w c -> c f h w").mul(2.0).sub(1.0).contiguous()
         return {
             "video": video,  # [3, F, H, W] in [-1, 1]
