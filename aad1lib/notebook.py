@@ -97,7 +97,9 @@ NOTEBOOK_KEYS: dict[str, dict[str, str | Callable[[Any], Any] | None]] = {
     "03_adversarial": {
         "preset": None, "init_from": None, "steps": "stage3.steps", "lam": "stage3.lam", "r1_sigma": "stage3.r1_sigma",
         "disc_attention": "stage3.disc_attention", "disc_logit": "stage3.disc_logit", "d_steps": "stage3.d_steps",
-        "d_warmup_steps": "stage3.d_warmup_steps", "train_disc_backbone": "stage3.train_disc_backbone",
+        "d_warmup_steps": "stage3.d_warmup_steps", "d_warmup_accuracy": "stage3.d_warmup_accuracy",
+        "d_warmup_max_steps": "stage3.d_warmup_max_steps", "t_max": "stage3.t_max",
+        "train_disc_backbone": "stage3.train_disc_backbone",
         "real_source": "stage3.real_source", "lr_generator": "stage3.lr_generator",
         "lr_discriminator": "stage3.lr_discriminator", "seed": "seed", "log_every": "train.log_every",
         "run_name": None,
