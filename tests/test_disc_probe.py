@@ -10,8 +10,8 @@ import torch
 
 from aad1lib.builders import build_dataset, build_wan, collate
 from aad1lib.config import load_preset
-from aad1lib.eval.evaluate import patch_grid_pixels
 from aad1lib.eval.metrics.grid import video_blockiness
+from aad1lib.eval.scoring import patch_grid_pixels
 from aad1lib.study import disc_probe as P
 from aad1lib.train.stage3 import build_discriminator
 

@@ -8,13 +8,10 @@ import torch
 
 from aad1lib.builders import load_run_model
 from aad1lib.config import load_preset
-from aad1lib.eval.evaluate import (
-    eval_inputs,
-    evaluate_runs,
-    format_main_table,
-    generate_latents,
-    generation_plan,
-)
+from aad1lib.eval.evaluate import evaluate_runs
+from aad1lib.eval.generate import eval_inputs, generate_latents
+from aad1lib.eval.plan import generation_plan
+from aad1lib.eval.tables import format_main_table
 from aad1lib.runs import resolve_spec
 from aad1lib.train.stage1 import train_stage1
 from aad1lib.train.stage2 import train_stage2

@@ -230,7 +230,7 @@ def _save_tiny_clip_and_laion_head(path, embed):
 
 
 def test_laion_aesthetic_loads_tiny_local_clip_and_head(tmp_path):
-    from aad1lib.eval.evaluate import make_suite
+    from aad1lib.eval.scoring import make_suite
 
     embed = torch.zeros(32)
     embed[:2] = torch.tensor([3.0, 4.0])  # normalised: [0.6, 0.8, 0, ...] -> head 6 + 16 + 5 = 27 -> 2.7

@@ -51,7 +51,7 @@ D_LOSS = [1.37, 1.38, 1.385, 1.39, 1.384, 1.386]  # Stage III's metrics.jsonl: t
 
 
 def _summary(tmp, stage, method, kind, steps, shift, drift):
-    from aad1lib.eval.evaluate import table_row
+    from aad1lib.eval.tables import table_row
 
     run = tmp / f"{stage}-{method.split()[0].lower()}"
     run.mkdir(parents=True, exist_ok=True)
@@ -192,7 +192,7 @@ def written(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("report")
     inputs = fake_inputs(tmp / "runs")
-    from aad1lib.eval.evaluate import table_row
+    from aad1lib.eval.tables import table_row
 
     reference = dict(
         method="Data (held-out clips)",

@@ -1,1 +1,1 @@
-"""Evaluation: VBench-I2V-style metrics (metrics/), run evaluation (evaluate.py), speed benchmarks."""
+"""Evaluation: VBench-I2V-style metrics (metrics/), run evaluation (evaluate.py and its parts), speed benchmarks."""

@@ -39,7 +39,7 @@ from ..rollout import stream_generate
 from ..run_folder import RunFolder, atomic_write_json
 from ..sampling import sample_i2v
 from ..scale.memory_measure import RssSampler, current_rss_bytes, return_freed_memory_to_os
-from .evaluate import PassCounter
+from .passes import PassCounter
 
 PAPER_FPS = {"AAD-1 (1 NFE)": 14.33, "4-step baselines": 5.71}  # paper, Table (speed); 14.33 / 5.71 = 2.51×
 FAST_ATTENTION = ("_flash_3", "flash", "_native_flash", "_native_cudnn", "_native_efficient", "native")

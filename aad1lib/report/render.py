@@ -21,16 +21,13 @@ import torch
 from ..builders import build_latent_codec, load_run_model
 from ..config import load_preset
 from ..data import plot_strips
-from ..eval.evaluate import (
-    eval_inputs,
-    evaluate_data,
-    format_main_table,
-    generate_latents,
-    generation_plan,
-    patch_grid_pixels,
-)
+from ..eval.evaluate import evaluate_data
+from ..eval.generate import eval_inputs, generate_latents
 from ..eval.metrics import MetricSuite
+from ..eval.plan import generation_plan
+from ..eval.scoring import patch_grid_pixels
 from ..eval.speed import format_speed_table
+from ..eval.tables import format_main_table
 from ..notebook import sample_rows
 from ..paths import ROOT
 from ..run_folder import RunFolder, git_commit

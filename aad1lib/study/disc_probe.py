@@ -36,7 +36,7 @@ from .. import flow
 from ..builders import build_dataset, build_latent_codec, build_text, build_wan, collate, load_run_model, load_wan
 from ..conditioning import I2VConditioner, build_image_encoder, context_of
 from ..config import ExperimentConfig
-from ..eval.evaluate import patch_grid_pixels
+from ..eval.scoring import patch_grid_pixels
 from ..models.discriminator import ATTENTION_MODES, LOGIT_MODES
 from ..rollout import seeded_renoise, stream_generate
 from ..run_folder import RunFolder
