@@ -51,7 +51,7 @@ class DataConfig:
 class ModelConfig:
     """The Wan transformer shared by teacher, student, critic and discriminator backbone."""
 
-    pretrained: str | None = None  # local diffusers Wan folder (cluster); None = build from the sizes below
+    pretrained: str | None = None  # local diffusers Wan folder (relative: to the repository root); None = build
     patch_size: tuple[int, int, int] = (1, 4, 4)
     num_attention_heads: int = 4
     attention_head_dim: int = 32
@@ -409,6 +409,8 @@ def load_preset(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     cfg = from_dict(ExperimentConfig, raw, prefix="")
     for key, value in (overrides or {}).items():
         apply_override(cfg, key, value)
+    if cfg.model.pretrained and not Path(cfg.model.pretrained).expanduser().is_absolute():
+        cfg.model.pretrained = str(ROOT / cfg.model.pretrained)  # a checkpoint committed with the repository
     return cfg.validate()
 
 
