@@ -285,3 +285,22 @@ def test_sample_strips_title_clears_the_rows_and_labels_fit(written):
     for ax in fig.axes:
         label = ax.yaxis.label.get_window_extent(renderer)
         assert label.x0 >= 0, ax.yaxis.label.get_text()  # the whole row label is inside the figure
+
+
+def test_status_says_whether_the_teacher_beats_copying_the_first_frame(tmp_path):
+    """The status block reads the fidelity.json next to a pretrained teacher's checkpoint (what the teacher run
+    loaded) and says, with its numbers, that the teacher stays below the copy baseline at 2 of 3 frames."""
+    from aad1lib.report.render import ReportInputs, teacher_status
+
+    checkpoint, run = tmp_path / "checkpoint", tmp_path / "teacher-demo"
+    checkpoint.mkdir(), run.mkdir()
+    (run / "finished.json").write_text(json.dumps({"teacher": str(checkpoint)}))
+    result = dict(psnr_teacher=[25.0, 21.5, 20.0], psnr_copy=[27.0, 21.0, 20.5], psnr_teacher_mean=22.17,
+                  psnr_copy_mean=22.83, frame_change_ratio=0.95, beats_copy_every_frame=False)  # fmt: skip
+    (checkpoint / "fidelity.json").write_text(json.dumps({"clips": 16, "cfg1": dict(result, guidance_scale=1.0),
+                                                          "cfg3": dict(result, guidance_scale=3.0)}))  # fmt: skip
+    inputs = ReportInputs("demo", [{"kind": "teacher", "run_path": str(run)}], [], None)
+    text = teacher_status(inputs)
+    assert "CFG 3" in text and "22.17 dB vs 22.83 dB" in text and "at or below it at 2 of 3" in text
+    assert "does not beat copying" in text and "0.95 ×" in text
+    assert "Not measured" in teacher_status(ReportInputs("demo", [], [], None))

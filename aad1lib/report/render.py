@@ -248,6 +248,7 @@ def status_section(inputs: ReportInputs, verdicts: list[V.Verdict], reference: d
     every number from the summaries, speed.json, the Stage III run's metrics.jsonl and the studies' children."""
     lines = ["## Status: what this run can and cannot show", ""]
     lines += [f"- **Coverage.** {coverage_status(inputs)}", f"- **Seeds.** {seed_status(inputs, verdicts)}"]
+    lines.append(f"- **Teacher vs copying the first frame.** {teacher_status(inputs)}")
     samples, table = data_status(inputs, reference)
     lines += [f"- **Samples vs data.** {samples}", f"- **Adversarial signal.** {adversarial_status(inputs)}"]
     if inputs.speed:
@@ -327,6 +328,38 @@ def data_status(inputs: ReportInputs, reference: dict | None) -> tuple[str, str]
     return text, table
 
 
+def teacher_fidelity_file(teacher_run: Path) -> Path | None:
+    """``fidelity.json`` of ``benchmarks/teacher_fidelity.py`` for a teacher run: in its samples, else next to the
+    checkpoint a pretrained teacher run loaded (the committed demo teacher's)."""
+    own = teacher_run / "samples" / "fidelity" / "fidelity.json"
+    if own.exists():
+        return own
+    finished = teacher_run / "finished.json"
+    loaded = json.loads(finished.read_text()).get("teacher") if finished.exists() else None
+    return Path(loaded) / "fidelity.json" if loaded and (Path(loaded) / "fidelity.json").exists() else None
+
+
+def teacher_status(inputs: ReportInputs) -> str:
+    """Does the teacher do image-to-video: PSNR per generated frame vs the copy baseline, and its frame-to-frame
+    change vs the data's, at the preset's CFG scale (``fidelity.json``, aad1lib.eval.teacher_fidelity)."""
+    teacher = next((s for s in inputs.summaries if s.get("kind") == "teacher"), None)
+    file = teacher_fidelity_file(Path(teacher["run_path"])) if teacher else None
+    if file is None:
+        return "Not measured (no fidelity.json: run benchmarks/teacher_fidelity.py on the teacher run)."
+    measured = json.loads(file.read_text())
+    results = {k: v for k, v in measured.items() if isinstance(v, dict) and "psnr_teacher" in v}
+    key = max(results, key=lambda k: results[k]["guidance_scale"])  # the preset's scale is the largest measured
+    r = results[key]
+    below = sum(t <= c for t, c in zip(r["psnr_teacher"], r["psnr_copy"], strict=True))
+    return (f"on {measured.get('clips', '?')} held-out clips at CFG {r['guidance_scale']:g}, mean PSNR "
+            f"{r['psnr_teacher_mean']:.2f} dB vs {r['psnr_copy_mean']:.2f} dB for repeating the first frame, "
+            f"{'above' if not below else f'at or below it at {below} of'} {len(r['psnr_teacher'])} generated frames; "
+            f"frame-to-frame change {r['frame_change_ratio']:.2f} × the data's. "
+            + ("It does image-to-video better than copying." if r["beats_copy_every_frame"] else
+               "It does not beat copying the first frame: the students inherit that ceiling.")
+            + f" (`{file}`)")  # fmt: skip
+
+
 def adversarial_status(inputs: ReportInputs) -> str:
     """How far Stage III's discriminator got from chance: d_loss and D(real) − D(fake) over the last half of the
     main Stage III run (its metrics.jsonl), and the studies' D gap range."""
@@ -351,6 +384,12 @@ def adversarial_status(inputs: ReportInputs) -> str:
     gaps = pd.concat(gaps) if gaps else pd.Series(dtype=float)
     if len(gaps):
         text += f" Study runs: D(real) − D(fake) from {gaps.min():.3f} to {gaps.max():.3f} ({len(gaps)} runs)."
+    evals = [json.loads(line) for line in lines if line.strip() and '"d_pair_acc"' in line]
+    if evals:
+        first, last = evals[0], evals[-1]
+        text += (f" Held-out D pair accuracy (real vs the generator's clips, {len(evals)} evaluations): "
+                 f"{first['d_pair_acc']:.2f} at step {first['step']}, {last['d_pair_acc']:.2f} at step {last['step']}"
+                 f" (sign accuracy {last['d_acc']:.2f}).")  # fmt: skip
     if off <= CHANCE_TOLERANCE:
         text += (f" Within {100 * CHANCE_TOLERANCE:.0f} % of chance: the discriminator barely separates the "
                  "data from the samples, so the adversarial stage (and the D ablations) has little signal to act "
