@@ -92,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--study", action="store_true", help="run the ablation studies (04, 05) and the report")
-    parser.add_argument("--seeds", default="0,1", help="study seeds, comma-separated")
+    parser.add_argument("--seeds", default="0,1,2", help="study seeds, comma-separated (verdicts need >= 3)")
     args = parser.parse_args()
     if args.study:
         steps = study_steps(args.preset, [int(s) for s in args.seeds.split(",")])

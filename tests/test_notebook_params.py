@@ -146,7 +146,7 @@ def test_with_preset_values_fills_the_study_defaults_from_the_preset():
     params = {"preset": "tiny", "seeds": None, "num_clips": None, "steps": None, "max_parallel": None}
     assert with_preset_values("04_discriminator_ablation", params, tiny) == dict(params, seeds=[0], num_clips=4)
     assert with_preset_values("05_lambda_sweep", dict(params, sigmas=None), demo) == dict(
-        params, seeds=[0, 1], num_clips=8, sigmas=[0.01]
+        params, seeds=[0, 1, 2], num_clips=8, sigmas=[0.01]
     )
     assert with_preset_values("04_discriminator_ablation", dict(params, seeds=[7]), tiny)["seeds"] == [7]
     assert set(NOTEBOOK_KEYS) == {p.stem for p in NOTEBOOK_PATHS}
