@@ -23,8 +23,9 @@ from .paths import ROOT
 from .run_folder import RUNS_ROOT
 
 REPORTS = ROOT / "reports"
-# Stage III generator updates per study run (10 D-only + 30 with G on demo: ~2.5 min each, 16 runs): the main
-# run uses the preset's 100; the studies trade length for seeds and cells on 2 CPU cores
+# Stage III steps per study run (demo: >= 10 D-only until D's held-out pair accuracy reaches 0.9, then G; the main
+# run uses the preset's 100). Measured 2026-11-30, one thread: 5.4-5.8 s per demo Stage III step with its held-out
+# D evaluations, so a 40-step run takes ~4 min and the 10 cells x 3 seeds of make study ~2 h of one core
 STUDY_STEPS = 40
 
 
