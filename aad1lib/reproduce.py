@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,8 +26,10 @@ from .run_folder import RUNS_ROOT
 REPORTS = ROOT / "reports"
 # Stage III steps per study run (demo: >= 10 D-only until D's held-out pair accuracy reaches 0.9, then G; the main
 # run uses the preset's 100). Measured 2026-11-30, one thread: 5.4-5.8 s per demo Stage III step with its held-out
-# D evaluations, so a 40-step run takes ~4 min and the 10 cells x 3 seeds of make study ~2 h of one core
+# D evaluations, so a 40-step run + its evaluation takes ~5 min and the 8 distinct cells x 3 seeds of make study
+# ~2 h of one core: the children run STUDY_PARALLEL at a time (submitit's local executor), one torch thread each.
 STUDY_STEPS = 40
+STUDY_PARALLEL = max(1, min(2, os.cpu_count() or 1))
 
 
 def run_path(stage: str, preset: str, variant: str = "") -> str:
@@ -65,12 +68,15 @@ def pipeline(preset: str) -> list[Step]:
     ]  # fmt: skip
 
 
-def study_steps(preset: str, seeds: list[int], steps: int | None = STUDY_STEPS) -> list[Step]:
+def study_steps(preset: str, seeds: list[int], steps: int | None = STUDY_STEPS, parallel: int = 1) -> list[Step]:
+    """04 + 05 from the reproduce Stage II run; ``parallel`` > 1 runs that many children at once (submitit-local)."""
     stage2 = run_path("stage2", preset)
+    sweep = dict(init_from=stage2, seeds=seeds, steps=steps)
+    if parallel > 1:
+        sweep.update(executor="submitit-local", max_parallel=parallel)
     return [
-        Step("04_discriminator_ablation", dict(init_from=stage2, seeds=seeds, steps=steps),
-             what="study: D attention × logit (+ DMD warm-up ablation)"),
-        Step("05_lambda_sweep", dict(init_from=stage2, seeds=seeds, steps=steps), what="study: λ of R1/R2"),
+        Step("04_discriminator_ablation", sweep, what="study: D attention × logit (+ DMD warm-up ablation)"),
+        Step("05_lambda_sweep", sweep, what="study: λ of R1/R2"),
         report_step(preset, key="07_report_with_studies"),
     ]  # fmt: skip
 
@@ -94,9 +100,17 @@ def main() -> None:
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--study", action="store_true", help="run the ablation studies (04, 05) and the report")
     parser.add_argument("--seeds", default="0,1,2", help="study seeds, comma-separated (verdicts need >= 3)")
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=STUDY_PARALLEL,
+        help=f"study children at once, one torch thread each (here: {STUDY_PARALLEL})",
+    )
     args = parser.parse_args()
     if args.study:
-        steps = study_steps(args.preset, [int(s) for s in args.seeds.split(",")])
+        if args.parallel > 1:  # two 2-thread trainings on 2 cores slow each other ~10x: one thread per child
+            os.environ.setdefault("OMP_NUM_THREADS", "1")
+        steps = study_steps(args.preset, [int(s) for s in args.seeds.split(",")], parallel=args.parallel)
         sys.exit(run_steps(steps, args.preset, RUNS_ROOT / f"study-{args.preset}"))
     sys.exit(run_steps(pipeline(args.preset), args.preset, RUNS_ROOT / f"reproduce-{args.preset}"))
 

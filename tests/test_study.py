@@ -160,3 +160,12 @@ def test_reproduce_steps_name_their_runs_and_their_notebooks_exist():
     assert all(step.source.exists() for step in steps)
     assert "latest" not in json.dumps([step.parameters for step in steps])  # a study run can never slip in
     assert len({step.name for step in steps}) == len(steps)
+
+
+def test_study_children_run_in_parallel_through_submitit_local_only_when_asked():
+    from aad1lib.reproduce import study_steps
+
+    serial, parallel = study_steps("demo", [0, 1, 2]), study_steps("demo", [0, 1, 2], parallel=2)
+    assert all("executor" not in step.parameters for step in serial[:2])
+    assert all(step.parameters["executor"] == "submitit-local" and step.parameters["max_parallel"] == 2
+               for step in parallel[:2])  # fmt: skip

@@ -140,6 +140,20 @@ def test_main_table_verdicts_say_one_seed_and_lean_with_the_summaries():
     assert all("point against the claim" in v.evidence for v in bad[:2]) and "not within 15 %" in bad[2].evidence
 
 
+def test_stage3_vs_warm_start_is_decided_from_the_warm_up_study_seeds():
+    """Stage II is one given run; with >= 3 Stage III seeds from it the claim is judged on their intervals (and
+    flips with them), with fewer it falls back to the main run: one seed."""
+    stage2, stage3 = _summary("stage2", 1, "II", 0.10, 0.5), _summary("stage3", 1, "III", 0.05, 0.9)
+    better = pd.DataFrame(rows({"init": V.WARM}, **{MR: [0.9, 0.95, 0.92], DRIFT: [0.05, 0.06, 0.055]}))
+    worse = pd.DataFrame(rows({"init": V.WARM}, **{MR: [0.3, 0.35, 0.32], DRIFT: [0.2, 0.21, 0.19]}))
+    mixed = pd.DataFrame(rows({"init": V.WARM}, **{MR: [0.9, 0.95, 0.92], DRIFT: [0.05, 0.3, 0.1]}))
+    assert V.stage3_improves_on_warm_start(stage2, stage3, better).outcome == "reproduced"
+    assert V.stage3_improves_on_warm_start(stage2, stage3, worse).outcome == "not reproduced"
+    assert V.stage3_improves_on_warm_start(stage2, stage3, mixed).outcome == "inconclusive"
+    assert V.stage3_improves_on_warm_start(stage2, stage3, better.iloc[:2]).outcome == "one seed"
+    assert "over 3 seeds" in V.stage3_improves_on_warm_start(stage2, stage3, better).evidence
+
+
 def first(frame: pd.DataFrame, seeds: int) -> pd.DataFrame:
     return frame[frame["seed"] < seeds]
 

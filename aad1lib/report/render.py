@@ -98,7 +98,7 @@ def all_verdicts(inputs: ReportInputs) -> list[V.Verdict]:
     ablation, sweep = inputs.studies.get("discriminator_ablation"), inputs.studies.get("lambda_sweep")
     warmup = inputs.studies.get("warmup_ablation")
     return [
-        *V.main_table_verdicts(inputs.summaries, inputs.speed),
+        *V.main_table_verdicts(inputs.summaries, inputs.speed, warm_start_seeds(inputs)),
         V.causal_frame_collapses(ablation),
         V.bidirectional_video_drifts_least(ablation),
         V.lambda_zero_collapses(sweep),
@@ -107,6 +107,21 @@ def all_verdicts(inputs: ReportInputs) -> list[V.Verdict]:
         V.warmup_quality(warmup),
         V.warmup_stability(warmup),
     ]
+
+
+def warm_start_seeds(inputs: ReportInputs) -> pd.DataFrame | None:
+    """The warm-up study's Stage III seeds from the main table's Stage II run (None if it started elsewhere)."""
+    warmup, stage2 = inputs.studies.get("warmup_ablation"), _main_stage2(inputs)
+    init = inputs.study_meta.get("warmup_ablation", {}).get("init_from")
+    if warmup is None or warmup.empty or stage2 is None or init is None:
+        return None
+    if Path(init).resolve() != Path(stage2["run_path"]).resolve():
+        return None
+    return warmup[warmup["init"] == V.WARM]
+
+
+def _main_stage2(inputs: ReportInputs) -> dict | None:
+    return next((s for s in inputs.summaries if s["stage"] == "stage2" and s.get("steps_per_chunk") == 1), None)
 
 
 # ---- tables ------------------------------------------------------------------------------------------------
