@@ -304,3 +304,20 @@ def test_status_says_whether_the_teacher_beats_copying_the_first_frame(tmp_path)
     assert "CFG 3" in text and "22.17 dB vs 22.83 dB" in text and "at or below it at 2 of 3" in text
     assert "does not beat copying" in text and "0.95 ×" in text
     assert "Not measured" in teacher_status(ReportInputs("demo", [], [], None))
+
+
+def test_status_says_when_stage2_kept_its_first_step_and_the_warm_up_ablation_compares_equal_weights(tmp_path):
+    """Early stopping that keeps Stage II's step 0 makes the warm start the Stage I model: the status block must
+    say so (the warm-up ablation then starts Stage III from the same weights twice); a later best step must not."""
+    from aad1lib.report.render import ReportInputs, warm_start_status
+
+    run = tmp_path / "stage2-demo"
+    run.mkdir()
+    stage2 = {"stage": "stage2", "steps_per_chunk": 1, "run": run.name, "run_path": str(run)}
+    inputs = ReportInputs("demo", [stage2], [], None)
+    info = dict(best_step=0, best_val=0.0036, initial_val=0.0036, stopped_early="early stop: no improvement")
+    (run / "finished.json").write_text(json.dumps(info))
+    assert "kept step 0" in warm_start_status(inputs) and "same weights twice" in warm_start_status(inputs)
+    (run / "finished.json").write_text(json.dumps(dict(info, best_step=15, best_val=0.003)))
+    assert "kept step 15" in warm_start_status(inputs) and "same weights" not in warm_start_status(inputs)
+    assert "No finished Stage II" in warm_start_status(ReportInputs("demo", [], [], None))

@@ -265,7 +265,11 @@ def status_section(inputs: ReportInputs, verdicts: list[V.Verdict], reference: d
     lines += [f"- **Coverage.** {coverage_status(inputs)}", f"- **Seeds.** {seed_status(inputs, verdicts)}"]
     lines.append(f"- **Teacher vs copying the first frame.** {teacher_status(inputs)}")
     samples, table = data_status(inputs, reference)
-    lines += [f"- **Samples vs data.** {samples}", f"- **Adversarial signal.** {adversarial_status(inputs)}"]
+    lines += [
+        f"- **Samples vs data.** {samples}",
+        f"- **Stage II warm start.** {warm_start_status(inputs)}",
+        f"- **Adversarial signal.** {adversarial_status(inputs)}",
+    ]
     if inputs.speed:
         lines.append(f"- **Speed.** {speed_status(inputs)}")
     if table:
@@ -375,6 +379,29 @@ def teacher_status(inputs: ReportInputs) -> str:
             + f" (`{file}`)")  # fmt: skip
 
 
+def warm_start_status(inputs: ReportInputs) -> str:
+    """Which Stage II step the main run kept (its early stopping on the teacher's validation loss): step 0 means
+    the warm start IS the Stage I model, and the DMD warm-up ablation compares two identical starting points."""
+    stage2 = _main_stage2(inputs)
+    finished = Path(stage2["run_path"]) / "finished.json" if stage2 else None
+    if finished is None or not finished.exists():
+        return "No finished Stage II run in the main table."
+    info = json.loads(finished.read_text())
+    if info.get("best_step") is None:
+        return f"`{stage2['run']}` keeps its last step (no validation)."
+    text = (
+        f"`{stage2['run']}` kept step {info['best_step']} (validation loss under the teacher "
+        f"{info['best_val']:.5f}, at step 0 {info['initial_val']:.5f}; "
+        f"{info.get('stopped_early') or 'ran to the end'})."
+    )
+    if info["best_step"] == 0:
+        text += (
+            " DMD did not lower the validation loss at any evaluation, so the warm start is the Stage I model and"
+            " the DMD warm-up ablation compares Stage III from the same weights twice."
+        )
+    return text
+
+
 def adversarial_status(inputs: ReportInputs) -> str:
     """How far Stage III's discriminator got from chance: d_loss and D(real) − D(fake) over the last half of the
     main Stage III run (its metrics.jsonl), and the studies' D gap range."""
@@ -481,7 +508,10 @@ def compose_report(inputs: ReportInputs, reference: dict | None = None, clips: d
         first = inputs.summaries[0]
         main += [f"{first['num_clips']} held-out first frames, the same noise for every run (seed {first['seed']}); "
                  f"Drift over {first['long_video_factor']}× the training length. One training seed per row: no "
-                 "intervals here (the studies below have them).", "", main_table(inputs, reference)]  # fmt: skip
+                 "intervals here (the studies below have them"
+                 + ("; AAD-1's Stage III over seeds from this Stage II run is the warm-up ablation's "
+                    f"“{V.WARM}” row)." if warm_start_seeds(inputs) is not None else ")."),
+                 "", main_table(inputs, reference)]  # fmt: skip
     if inputs.missing_runs:
         main += ["", "Missing rows:", "", *[f"- `{r}`" for r in inputs.missing_runs]]
     sections["main"] = "\n".join(main)
