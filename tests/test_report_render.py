@@ -308,16 +308,20 @@ def test_status_says_whether_the_teacher_beats_copying_the_first_frame(tmp_path)
 
 def test_status_says_when_stage2_kept_its_first_step_and_the_warm_up_ablation_compares_equal_weights(tmp_path):
     """Early stopping that keeps Stage II's step 0 makes the warm start the Stage I model: the status block must
-    say so (the warm-up ablation then starts Stage III from the same weights twice); a later best step must not."""
+    say so (the warm-up ablation then starts Stage III from the same weights twice; a 4-step baseline at step 0 is
+    Stage I sampled with 4 steps); a later best step must not."""
     from aad1lib.report.render import ReportInputs, warm_start_status
 
-    run = tmp_path / "stage2-demo"
-    run.mkdir()
-    stage2 = {"stage": "stage2", "steps_per_chunk": 1, "run": run.name, "run_path": str(run)}
-    inputs = ReportInputs("demo", [stage2], [], None)
-    info = dict(best_step=0, best_val=0.0036, initial_val=0.0036, stopped_early="early stop: no improvement")
-    (run / "finished.json").write_text(json.dumps(info))
-    assert "kept step 0" in warm_start_status(inputs) and "same weights twice" in warm_start_status(inputs)
-    (run / "finished.json").write_text(json.dumps(dict(info, best_step=15, best_val=0.003)))
-    assert "kept step 15" in warm_start_status(inputs) and "same weights" not in warm_start_status(inputs)
+    summaries, info = [], dict(best_step=0, best_val=0.0036, initial_val=0.0036)
+    for name, steps in (("stage2-demo-sf4", 4), ("stage2-demo", 1)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "finished.json").write_text(json.dumps(info))
+        summaries.append({"stage": "stage2", "steps_per_chunk": steps, "run": name, "run_path": str(run)})
+    inputs = ReportInputs("demo", summaries, [], None)
+    text = warm_start_status(inputs)
+    assert "`stage2-demo` kept step 0" in text and "same weights twice" in text and "sampled with 4 steps" in text
+    (tmp_path / "stage2-demo" / "finished.json").write_text(json.dumps(dict(info, best_step=15, best_val=0.003)))
+    text = warm_start_status(inputs)
+    assert "`stage2-demo` kept step 15" in text and "same weights" not in text and "1 of 2 runs" in text
     assert "No finished Stage II" in warm_start_status(ReportInputs("demo", [], [], None))

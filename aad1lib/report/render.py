@@ -380,25 +380,32 @@ def teacher_status(inputs: ReportInputs) -> str:
 
 
 def warm_start_status(inputs: ReportInputs) -> str:
-    """Which Stage II step the main run kept (its early stopping on the teacher's validation loss): step 0 means
-    the warm start IS the Stage I model, and the DMD warm-up ablation compares two identical starting points."""
-    stage2 = _main_stage2(inputs)
-    finished = Path(stage2["run_path"]) / "finished.json" if stage2 else None
-    if finished is None or not finished.exists():
-        return "No finished Stage II run in the main table."
-    info = json.loads(finished.read_text())
-    if info.get("best_step") is None:
-        return f"`{stage2['run']}` keeps its last step (no validation)."
-    text = (
-        f"`{stage2['run']}` kept step {info['best_step']} (validation loss under the teacher "
-        f"{info['best_val']:.5f}, at step 0 {info['initial_val']:.5f}; "
-        f"{info.get('stopped_early') or 'ran to the end'})."
-    )
-    if info["best_step"] == 0:
-        text += (
-            " DMD did not lower the validation loss at any evaluation, so the warm start is the Stage I model and"
-            " the DMD warm-up ablation compares Stage III from the same weights twice."
-        )
+    """Which step each Stage II run kept (early stopping on the teacher's validation loss): step 0 means the run IS
+    its Stage I model, so the DMD warm-up ablation compares Stage III from the same weights twice and a 4-step
+    baseline is Stage I sampled with 4 steps."""
+    kept = []
+    for summary in (s for s in inputs.summaries if s["stage"] == "stage2"):
+        finished = Path(summary["run_path"]) / "finished.json"
+        info = json.loads(finished.read_text()) if finished.exists() else {}
+        if info.get("best_step") is not None:
+            kept.append((summary, info))
+    if not kept:
+        return "No finished Stage II run with validation in the main table."
+    parts = [f"`{s['run']}` kept step {i['best_step']} (teacher validation loss {i['best_val']:.5f}, at step 0 "
+             f"{i['initial_val']:.5f})" for s, i in kept]  # fmt: skip
+    text = "; ".join(parts) + "."
+    main, at_zero = _main_stage2(inputs), [s for s, i in kept if i["best_step"] == 0]
+    if at_zero:
+        text += (f" DMD raised the validation loss at every evaluation of {len(at_zero)} of {len(kept)} runs, which "
+                 "therefore keep their Stage I weights")  # fmt: skip
+        if main is not None and any(s["run"] == main["run"] for s in at_zero):
+            text += (
+                ": the warm start is the Stage I model and the DMD warm-up ablation starts Stage III from the same "
+                "weights twice"
+            )
+        if any(s.get("steps_per_chunk") == 4 for s in at_zero):
+            text += "; a 4-step baseline kept at step 0 is Stage I sampled with 4 steps"
+        text += "."
     return text
 
 
