@@ -325,3 +325,19 @@ def test_status_says_when_stage2_kept_its_first_step_and_the_warm_up_ablation_co
     text = warm_start_status(inputs)
     assert "`stage2-demo` kept step 15" in text and "same weights" not in text and "1 of 2 runs" in text
     assert "No finished Stage II" in warm_start_status(ReportInputs("demo", [], [], None))
+
+
+def test_status_paths_are_relative_to_the_repository_and_a_speedup_above_the_pass_limit_is_flagged(tmp_path):
+    """A committed report names files inside the repository relative to its root, not this machine's paths; a
+    measured 1-NFE speed-up beyond what the pass counts allow is called timing noise, not a result."""
+    from aad1lib.paths import ROOT
+    from aad1lib.report.render import ReportInputs, _shown_path, speed_status
+
+    assert str(_shown_path(ROOT / "experiments" / "checkpoints" / "x.json")) == "experiments/checkpoints/x.json"
+    assert _shown_path(tmp_path / "x.json") == tmp_path / "x.json"
+    rows = [dict(kind="causal", skipped=None, length=16, nfe_per_chunk=n, per_chunk_ms=ms, pass_ratio_to_student=r)
+            for n, ms, r in ((1, 10.0, 1.0), (4, 30.0, 2.5))]  # fmt: skip
+    fast = speed_status(ReportInputs("demo", [], [], {"rows": rows, "repeats": 2}))
+    assert "3.00×" in fast and "Above what the pass count allows" in fast
+    rows[1]["per_chunk_ms"] = 24.0
+    assert "Above" not in speed_status(ReportInputs("demo", [], [], {"rows": rows, "repeats": 2}))
