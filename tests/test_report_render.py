@@ -341,3 +341,22 @@ def test_status_paths_are_relative_to_the_repository_and_a_speedup_above_the_pas
     assert "3.00×" in fast and "Above what the pass count allows" in fast
     rows[1]["per_chunk_ms"] = 24.0
     assert "Above" not in speed_status(ReportInputs("demo", [], [], {"rows": rows, "repeats": 2}))
+
+
+def test_report_plots_the_main_stage3_runs_heldout_discriminator_accuracy(tmp_path):
+    """The held-out D evaluations of the main Stage III run (metrics.jsonl) become a figure and a section: the
+    plotted pair accuracies are the logged ones, and the step G started at is marked."""
+    from aad1lib.report.render import compose_report
+
+    inputs = fake_inputs(tmp_path)
+    run = Path(inputs.summaries[-1]["run_path"])
+    evals = [dict(step=s, d_acc=0.5 + s / 100, d_pair_acc=a, d_gap_heldout=a - 0.5) for s, a in ((0, 0.6), (10, 0.95))]
+    with (run / "metrics.jsonl").open("a") as f:
+        f.writelines(json.dumps(e) + "\n" for e in evals)
+    (run / "finished.json").write_text(json.dumps({"d_warmup_end_step": 10}))
+    report = compose_report(inputs)
+    figure = report.figures["stage3_discriminator.png"]
+    pair = figure.axes[0].lines[0]
+    assert list(pair.get_xdata()) == [0, 10] and list(pair.get_ydata()) == [0.6, 0.95]
+    assert any(list(line.get_xdata()) == [10, 10] for line in figure.axes[0].lines)  # G starts
+    assert "figures/stage3_discriminator.png" in report.markdown and "every 10 steps" in report.markdown

@@ -182,6 +182,38 @@ def plot_cells(frame: pd.DataFrame, x: str, title: str, numeric_x: bool = False,
     return fig
 
 
+def heldout_discriminator_rows(inputs: ReportInputs) -> list[dict]:
+    """The main Stage III run's held-out D evaluations (metrics.jsonl records with ``d_pair_acc``), in step order."""
+    ours = next((s for s in inputs.summaries if s.get("stage") == "stage3"), None)
+    path = Path(ours["run_path"]) / "metrics.jsonl" if ours else None
+    if path is None or not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if '"d_pair_acc"' in line]
+
+
+def plot_heldout_discriminator(rows: list[dict], g_start: int | None = None):
+    """Held-out pair / sign accuracy and D(real) − D(fake) of the main Stage III run against its steps."""
+    from matplotlib.figure import Figure
+
+    steps = [r["step"] for r in rows]
+    fig = Figure(figsize=(8.0, 3.0), layout="constrained")
+    acc, gap = fig.subplots(1, 2)
+    acc.plot(steps, [r["d_pair_acc"] for r in rows], marker="o", label="pair accuracy: D(real_i) > D(fake_i)")
+    acc.plot(steps, [r["d_acc"] for r in rows], marker="s", label="sign accuracy")
+    acc.axhline(0.5, color="grey", lw=0.8, ls=":", label="chance")
+    acc.set_ylim(0.0, 1.05)
+    gap.plot(steps, [r["d_gap_heldout"] for r in rows], marker="o", color="C2")
+    gap.axhline(0.0, color="grey", lw=0.8, ls=":")
+    for ax, name in ((acc, "held-out accuracy"), (gap, "held-out D(real) − D(fake)")):
+        if g_start is not None:
+            ax.axvline(g_start, color="red", lw=0.8, ls="--", label="G starts" if ax is acc else None)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("Stage III step")
+        ax.grid(alpha=0.3)
+    fig.legend(*acc.get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=7, frameon=False)
+    return fig
+
+
 @torch.no_grad()
 def side_by_side(preset: str, summaries: list[dict], num_clips: int = 3) -> dict[str, torch.Tensor]:
     """Every main run's clips for the same held-out first frames and noise (as in the evaluation):
@@ -533,6 +565,19 @@ def compose_report(inputs: ReportInputs, reference: dict | None = None, clips: d
     if inputs.missing_runs:
         main += ["", "Missing rows:", "", *[f"- `{r}`" for r in inputs.missing_runs]]
     sections["main"] = "\n".join(main)
+    heldout = heldout_discriminator_rows(inputs)
+    if heldout:
+        ours = next(s for s in inputs.summaries if s.get("stage") == "stage3")
+        finished = Path(ours["run_path"]) / "finished.json"
+        g_start = json.loads(finished.read_text()).get("d_warmup_end_step") if finished.exists() else None
+        figures["stage3_discriminator.png"] = plot_heldout_discriminator(heldout, g_start)
+        sections["stage3_discriminator"] = "\n".join([
+            "## Stage III: the discriminator on held-out clips", "",
+            f"`{ours['run']}`: real test clips vs the current generator's clips from the same first frames, noised as "
+            f"D's training noises them, every {heldout[1]['step'] - heldout[0]['step'] if len(heldout) > 1 else '?'} "
+            "steps (G starts when the pair accuracy reaches the preset's warm-up threshold).", "",
+            "![held-out D](figures/stage3_discriminator.png)",
+        ])  # fmt: skip
     if inputs.speed:
         sections["speed"] = (f"## Speed\n\nFrom `{inputs.speed_run}/speed.json` (06_evaluate; the models of the main "
                              f"table's runs).\n\n" + format_speed_table(inputs.speed))  # fmt: skip
