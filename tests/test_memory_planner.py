@@ -399,3 +399,24 @@ def test_memory_plan_script_accepts_a_preset_name_or_path(tmp_path, capsys):
         script["main"](["--preset", "huge"])
     with pytest.raises(SystemExit, match="does not exist"):
         script["main"](["--preset", str(tmp_path / "missing.yaml")])
+
+
+def test_memory_measurement_takes_the_trainers_own_stage3_update(monkeypatch):
+    """The measured step is the trainer's Stage3Step (its rollout, D loss and G loss), not a copy of it."""
+    from aad1lib.scale import memory_measure
+    from aad1lib.train.stage3 import Stage3Step
+
+    calls = []
+
+    class Recording(Stage3Step):
+        def discriminator_loss(self, batch):
+            calls.append("d")
+            return super().discriminator_loss(batch)
+
+        def generator_loss(self, batch, fake=None):
+            calls.append("g")
+            return super().generator_loss(batch, fake)
+
+    monkeypatch.setattr(memory_measure, "Stage3Step", Recording)
+    check_plan_on_cpu(load_preset("tiny"), batch=2, method="allocator", steps=1)
+    assert calls and set(calls) == {"d", "g"} and calls.count("d") == calls.count("g")

@@ -60,10 +60,9 @@ from ..config import ExperimentConfig, load_preset
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..models.discriminator import VideoDiscriminator
 from ..processes import run_process_group
-from ..rollout import stream_generate
 from ..train.loop import TrainLoop
-from ..train.stage2 import critic_objective, dmd_objective
-from ..train.stage3 import build_discriminator, discriminator_objective, generator_objective
+from ..train.stage2 import Stage2Step
+from ..train.stage3 import Stage3Step, build_discriminator
 from .memory_planner import MemoryPlan, plan_memory, token_geometry
 
 Method = Literal["allocator", "rss", "malloc"]
@@ -340,25 +339,18 @@ def synthetic_stage3_step(models: StepModels, cfg: ExperimentConfig, batch: int,
     """
     gen = torch.Generator().manual_seed(seed)
     s3 = getattr(cfg, "stage3", None)
-    lam, r1_sigma = getattr(s3, "lam", 0.0), getattr(s3, "r1_sigma", 0.01)
-    generator, disc = models.models["generator"], models.models["discriminator"]
-    ctx, layout = cfg.chunking.context_frames, cfg.chunk_layout()
     b = _synthetic_batch(cfg, batch, gen, models.text_encoder)
-    sigmas = torch.tensor([1.0, 0.0]).to(b["real"])
-
-    def rollout(grad: bool) -> torch.Tensor:
-        return stream_generate(generator, layout, b["text"], b["noise"], sigmas, context=b["real"][:, :, :ctx],
-                               grad_step=0 if grad else None).video  # fmt: skip
-
+    step = Stage3Step(models.models["generator"], models.models["discriminator"], cfg.chunk_layout(),
+                      cfg.chunking.context_frames, torch.tensor([1.0, 0.0]).to(b["real"]), getattr(s3, "lam", 0.0),
+                      getattr(s3, "r1_sigma", 0.01))  # fmt: skip
+    b = dict(b, d_noise=b["eps"])
     with phase("discriminator update"):
-        with torch.no_grad():
-            fake = rollout(grad=False)
-        loss_d, _ = discriminator_objective(disc, b["real"], fake, b["sigma"], b["eps"], b["text"], lam, r1_sigma)
+        loss_d, _ = step.discriminator_loss(b)
         models.update("discriminator", loss_d)
     with phase("rollout end"):
-        video = rollout(grad=True)
+        video = step.rollout(b, grad=True)
     with phase("generator loss (D on the fake clip) + backward"):
-        loss_g = generator_objective(disc, video, b["sigma"], b["eps"][1], b["text"])
+        loss_g = step.generator_loss(b, fake=video)
         models.update("generator", loss_g)
     return {"loss_g": loss_g.item(), "loss_d": loss_d.item()}
 
@@ -372,29 +364,21 @@ def synthetic_stage2_step(models: StepModels, cfg: ExperimentConfig, batch: int,
     """
     gen = torch.Generator().manual_seed(seed)
     s2 = getattr(cfg, "stage2", None)
-    guidance = getattr(s2, "guidance_scale", None) or cfg.sampling.guidance_scale
-    generator, critic, teacher = (models.models[k] for k in ("generator", "critic", "teacher"))
-    ctx, layout, frames = cfg.chunking.context_frames, cfg.chunk_layout(), cfg.latent_frames
-    frame_mask = torch.arange(frames) >= ctx
+    ctx, frames = cfg.chunking.context_frames, cfg.latent_frames
     b = _synthetic_batch(cfg, batch, gen, models.text_encoder)
     with torch.no_grad():
-        empty = models.text_encoder.encode([""])[0].expand_as(b["text"])
-    sigmas = torch.tensor([1.0, 0.0]).to(b["real"])
-
-    def rollout(grad: bool) -> torch.Tensor:
-        return stream_generate(generator, layout, b["text"], b["noise"], sigmas, context=b["real"][:, :, :ctx],
-                               grad_step=0 if grad else None).video  # fmt: skip
-
-    sigma = flow.per_frame_sigma(b["sigma"], frames, ctx)  # [B, F], the context frames clean
+        empty = models.text_encoder.encode([""])[0]
+    step = Stage2Step(*(models.models[k] for k in ("generator", "critic", "teacher")), cfg.chunk_layout(), ctx,
+                      torch.tensor([1.0, 0.0]).to(b["real"]), torch.arange(frames) >= ctx,
+                      getattr(s2, "guidance_scale", None) or cfg.sampling.guidance_scale, empty)  # fmt: skip
+    b = dict(b, sigma=flow.per_frame_sigma(b["sigma"], frames, ctx))  # [B, F], the context frames clean
     with phase("critic update"):
-        with torch.no_grad():
-            x = rollout(grad=False)
-        loss_c = critic_objective(critic, x, sigma, b["eps"][0], b["text"], frame_mask)
+        loss_c = step.critic_loss(dict(b, clip_noise=b["eps"][0]))
         models.update("critic", loss_c)
     with phase("rollout end"):
-        x = rollout(grad=True)
+        x = step.rollout(b, grad_step=0)
     with phase("DMD scores + generator backward"):
-        loss_g, _ = dmd_objective(teacher, critic, x, sigma, b["eps"][1], b["text"], empty, guidance, frame_mask)
+        loss_g, _ = step.generator_loss(dict(b, clip_noise=b["eps"][1]), x=x)
         models.update("generator", loss_g)
     return {"loss_g": loss_g.item(), "loss_c": loss_c.item()}
 

@@ -28,6 +28,7 @@ import torch
 
 from .. import flow
 from ..builders import build_dataset, collate, load_run_model
+from ..chunking import ChunkLayout
 from ..conditioning import context_of
 from ..config import ExperimentConfig
 from ..losses import dmd_loss, flow_matching_loss, teacher_denoising_loss, x0_loss_sigma
@@ -71,6 +72,81 @@ def dmd_objective(teacher, critic, x, sigma, noise, text, uncond_text, guidance_
     return dmd_loss(x, x0_real, x0_fake, frame_mask)
 
 
+# ---- one Stage II update's parts, inputs explicit (the trainer, scale/memory_measure.py and the tests call them) ----
+@dataclass
+class Stage2Step:
+    """The student's rollout, the critic's flow-matching objective and the generator's DMD objective on a batch dict
+    (``real [B, C, F, h, w]`` whose context frames start the rollout (and, teacher-forced, whose frames it is
+    forced with), ``text``, ``noise`` of the generated frames, ``sigma [B, F]`` and ``clip_noise [B, C, F, h, w]``
+    for noising the student's clip, optional ``condition`` and ``seed`` of the re-noising)."""
+
+    generator: torch.nn.Module
+    critic: torch.nn.Module
+    teacher: torch.nn.Module  # the real score (frozen)
+    layout: ChunkLayout
+    context_frames: int
+    sigmas: torch.Tensor  # the student's schedule
+    frame_mask: torch.Tensor  # [F]: the generated frames
+    guidance_scale: float
+    uncond_text: torch.Tensor  # [1, L, D]: the empty prompt
+    teacher_forced: bool = False  # CausVid-style: each chunk sees the data's earlier frames
+
+    def rollout(self, batch: dict, grad_step: int | None = None) -> torch.Tensor:
+        real, seed = batch["real"], batch.get("seed")
+        return stream_generate(self.generator, self.layout, batch["text"], batch["noise"], self.sigmas,
+                               context=context_of(real, self.context_frames), grad_step=grad_step,
+                               forced_frames=real[:, :, self.context_frames :] if self.teacher_forced else None,
+                               renoise=seeded_renoise(seed) if seed is not None else None,
+                               condition=batch.get("condition")).video  # fmt: skip
+
+    def critic_loss(self, batch: dict) -> torch.Tensor:
+        with torch.no_grad():
+            x = self.rollout(batch)
+        return critic_objective(self.critic, x, batch["sigma"], batch["clip_noise"], batch["text"], self.frame_mask,
+                                batch.get("condition"))  # fmt: skip
+
+    def generator_loss(self, batch: dict, exit_step: int = 0, x: torch.Tensor | None = None):
+        """DMD loss and its gradient g, through the rollout's ``exit_step`` (or on a given clip ``x``)."""
+        x = self.rollout(batch, grad_step=exit_step) if x is None else x
+        return dmd_objective(self.teacher, self.critic, x, batch["sigma"], batch["clip_noise"], batch["text"],
+                             self.uncond_text.expand_as(batch["text"]), self.guidance_scale, self.frame_mask,
+                             batch.get("condition"))  # fmt: skip
+
+
+class Stage2Data:
+    """Training batches for :class:`Stage2Step` (this rank's share): data clips (their first frames and, for the
+    teacher-forced baseline, their frames), captions, rollout noise and its re-noising seed, per-frame noise levels
+    (``t_min``…``t_max``, the context frames clean) and noise for the student's clip."""
+
+    def __init__(self, cfg: ExperimentConfig, loop: TrainLoop, codec, text_encoder, conditioner):
+        self.cfg, self.loop, self.codec, self.text_encoder, self.conditioner = (
+            cfg,
+            loop,
+            codec,
+            text_encoder,
+            conditioner,
+        )
+        self.train_set = build_dataset(cfg, "train")
+        self.latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)
+
+    def draw(self, gen: torch.Generator) -> dict:
+        cfg, s2, loop, n, shape = self.cfg, self.cfg.stage2, self.loop, self.cfg.train.batch_size, self.latent_shape
+        ctx, frames = cfg.chunking.context_frames, cfg.latent_frames
+        idx = loop.local(torch.randint(len(self.train_set), (n,), generator=gen))
+        batch = collate([self.train_set[i] for i in idx.tolist()])
+        with torch.no_grad():
+            real = self.codec.encode(batch["video"].to(loop.device))
+            text = self.text_encoder.encode(batch["prompt"])[0]
+            condition = self.conditioner(batch["first_frame"].to(loop.device))
+        noise = loop.local(torch.randn((n, shape[0], frames - ctx, *shape[2:]), generator=gen)).to(real)
+        seed = int(torch.randint(2**62, (1,), generator=gen))
+        sigma = loop.local(flow.sample_timesteps(n, generator=gen, shift=cfg.sampling.shift, t_min=s2.t_min,
+                                                 t_max=s2.t_max)).to(real)  # fmt: skip
+        clip_noise = loop.local(torch.randn((n, *real.shape[1:]), generator=gen)).to(real)
+        return dict(real=real, text=text, noise=noise, condition=condition, seed=seed,
+                    sigma=flow.per_frame_sigma(sigma, frames, ctx), clip_noise=clip_noise)  # fmt: skip
+
+
 def train_stage2(
     cfg: ExperimentConfig,
     stage1_run: RunFolder,
@@ -103,36 +179,10 @@ def train_stage2(
     critic = loop.add_model(
         "critic", critic, lambda params: torch.optim.AdamW(params, s2.lr_critic, betas=betas, weight_decay=0.0)
     )
-    train_set = build_dataset(cfg, "train")
+    data = Stage2Data(cfg, loop, codec, text_encoder, conditioner)
     empty = text_encoder.encode([""])[0]
-    latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)
-    n = cfg.train.batch_size
-
-    def draw_batch(gen):
-        idx = loop.local(torch.randint(len(train_set), (n,), generator=gen))
-        batch = collate([train_set[i] for i in idx.tolist()])
-        with torch.no_grad():
-            latents = codec.encode(batch["video"].to(device))
-            text = text_encoder.encode(batch["prompt"])[0]
-            condition = conditioner(batch["first_frame"].to(device))
-        noise = loop.local(torch.randn((n, latent_shape[0], frames - ctx, *latent_shape[2:]), generator=gen))
-        return latents, text, noise.to(latents), condition
-
-    def rollout(gen, grad_step=None):
-        latents, text, noise, condition = draw_batch(gen)
-        forced = latents[:, :, ctx:] if s2.rollout == "teacher_forced" else None
-        seed = int(torch.randint(2**62, (1,), generator=gen))
-        out = stream_generate(generator, layout, text, noise, sigmas, context=context_of(latents, ctx),
-                              grad_step=grad_step, forced_frames=forced, renoise=seeded_renoise(seed),
-                              condition=condition)  # fmt: skip
-        return out.video, text, condition
-
-    def draw_noise(x, gen):
-        """Per-frame level ``[B, F]`` (the context frames clean) and noise for the clip ``x``."""
-        sigma = loop.local(flow.sample_timesteps(n, generator=gen, shift=cfg.sampling.shift, t_min=s2.t_min,
-                                                 t_max=s2.t_max)).to(x)  # fmt: skip
-        noise = loop.local(torch.randn((n, *x.shape[1:]), generator=gen)).to(x)
-        return flow.per_frame_sigma(sigma, frames, ctx), noise
+    step = Stage2Step(generator, critic, teacher, layout, ctx, sigmas, frame_mask, s2.guidance_scale, empty,
+                      teacher_forced=s2.rollout == "teacher_forced")  # fmt: skip
 
     # validation: fixed held-out first frames and noise
     val = collate([build_dataset(cfg, "test")[i] for i in range(s2.num_val_clips)])
@@ -168,21 +218,16 @@ def train_stage2(
             loop.request_stop(f"early stop: no improvement of the validation loss for {s2.patience} evaluations")
         return {"val_teacher_loss": value, "val_best": best["value"]}
 
-    def step_fn(step: int, gen: torch.Generator) -> dict[str, float]:
-        metrics = validate(step) if step % s2.eval_every == 0 else {}
-        # (a) critic: flow matching on fresh student samples
+    def step_fn(step_index: int, gen: torch.Generator) -> dict[str, float]:
+        metrics = validate(step_index) if step_index % s2.eval_every == 0 else {}
         critic_losses = []
-        for _ in range(s2.critic_steps):
-            with torch.no_grad():
-                x, text, condition = rollout(gen)
-            loss_c = critic_objective(critic, x, *draw_noise(x, gen), text, frame_mask, condition)
+        for _ in range(s2.critic_steps):  # (a) critic: flow matching on fresh student samples
+            loss_c = step.critic_loss(data.draw(gen))
             loop.optimize("critic", loss_c)
             critic_losses.append(loss_c.item())
         # (b) generator: DMD through the rollout's exit step
         exit_step = int(torch.randint(s2.student_steps, (1,), generator=gen))
-        x, text, condition = rollout(gen, grad_step=exit_step)
-        loss_g, grad = dmd_objective(teacher, critic, x, *draw_noise(x, gen), text, empty.expand_as(text),
-                                     s2.guidance_scale, frame_mask, condition)  # fmt: skip
+        loss_g, grad = step.generator_loss(data.draw(gen), exit_step)
         grad_norm = loop.optimize("generator", loss_g)
         return dict(metrics, dmd_loss=loss_g.item(), critic_loss=sum(critic_losses) / len(critic_losses),
                     dmd_grad_abs=grad.abs().mean().item(), grad_norm=grad_norm or 0.0)  # fmt: skip

@@ -22,6 +22,7 @@ resumed run reads the warm-up state back.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from accelerate.utils import broadcast_object_list
 
 from .. import flow
 from ..builders import build_dataset, collate, load_run_model, load_wan
+from ..chunking import ChunkLayout
 from ..conditioning import context_of
 from ..config import ExperimentConfig
 from ..losses import approximate_r1, discriminator_loss, generator_adversarial_loss
@@ -144,6 +146,190 @@ def warmup_summary(metrics: list[dict]) -> dict:
                 d_acc_at_warmup_end=last.get("d_acc"), d_pair_acc_at_warmup_end=last.get("d_pair_acc"))  # fmt: skip
 
 
+# ---- one Stage III update's parts, inputs explicit (the trainer, scale/memory_measure.py and the tests call them) ----
+@dataclass
+class Stage3Step:
+    """The one-step rollout, D's objective and G's objective on a batch dict (``real [B, C, F, h, w]``, ``text``,
+    ``noise`` of the generated frames, ``sigma [B]`` D's noise level, ``d_noise [4, B, C, F, h, w]`` (real/fake
+    noising, R1/R2 directions), optional ``condition`` and ``seed`` of the rollout's re-noising)."""
+
+    generator: torch.nn.Module
+    disc: VideoDiscriminator
+    layout: ChunkLayout
+    context_frames: int
+    sigmas: torch.Tensor  # [2]: one step per chunk
+    lam: float
+    r1_sigma: float
+    disc_condition: Callable[[dict], dict | None] | None = None  # what of a clip's condition D reads
+
+    def rollout(self, batch: dict, grad: bool) -> torch.Tensor:
+        """The generated clip ``[B, C, F, h, w]``, chunk by chunk with the KV cache (grad: through the step)."""
+        seed = batch.get("seed")
+        return stream_generate(self.generator, self.layout, batch["text"], batch["noise"], self.sigmas,
+                               context=context_of(batch["real"], self.context_frames), grad_step=0 if grad else None,
+                               renoise=seeded_renoise(seed) if seed is not None else None,
+                               condition=batch.get("condition")).video  # fmt: skip
+
+    def d_inputs(self, batch: dict) -> dict | None:
+        condition = batch.get("condition")
+        return self.disc_condition(condition) if self.disc_condition and condition else None
+
+    def discriminator_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        with torch.no_grad():
+            fake = self.rollout(batch, grad=False)
+        return discriminator_objective(self.disc, batch["real"], fake, batch["sigma"], batch["d_noise"], batch["text"],
+                                       self.lam, self.r1_sigma, self.d_inputs(batch))  # fmt: skip
+
+    def generator_loss(self, batch: dict, fake: torch.Tensor | None = None) -> torch.Tensor:
+        fake = self.rollout(batch, grad=True) if fake is None else fake
+        return generator_objective(self.disc, fake, batch["sigma"], batch["d_noise"][1], batch["text"],
+                                   self.d_inputs(batch))  # fmt: skip
+
+    @torch.no_grad()
+    def logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """D on the batch's real clips and on the current generator's clips, noised alike (``d_noise[0]``, ``[1]``)."""
+        fake = self.rollout(batch, grad=False)
+        sigma, t, condition = batch["sigma"], flow.sigma_to_timestep(batch["sigma"]), self.d_inputs(batch)
+        real_t = flow.add_noise(batch["real"], batch["d_noise"][0], sigma)
+        fake_t = flow.add_noise(fake, batch["d_noise"][1], sigma)
+        return self.disc(real_t, t, batch["text"], condition), self.disc(fake_t, t, batch["text"], condition)
+
+
+class Stage3Data:
+    """Training batches for :class:`Stage3Step`: real clips (the dataset, or with ``real_source: teacher`` Stage I's
+    ODE endpoints: teacher samples with the same first frames and captions), rollout noise, D's noise levels
+    (``t_min``…``t_max``, the sampling shift) and directions; this rank's share of the global batch."""
+
+    def __init__(self, cfg: ExperimentConfig, loop: TrainLoop, codec, text_encoder, conditioner, stage1_run):
+        self.cfg, self.loop, self.codec, self.text_encoder, self.conditioner = (
+            cfg,
+            loop,
+            codec,
+            text_encoder,
+            conditioner,
+        )
+        self.teacher_real = cfg.stage3.real_source == "teacher"
+        self.pool = ODEPairsDataset(stage1_run.path / "ode_pairs") if self.teacher_real else build_dataset(cfg, "train")
+        self.latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)
+
+    def draw(self, gen: torch.Generator) -> dict:
+        cfg, s3, loop, n, shape = self.cfg, self.cfg.stage3, self.loop, self.cfg.train.batch_size, self.latent_shape
+        idx = loop.local(torch.randint(len(self.pool), (n,), generator=gen)).tolist()
+        noise = loop.local(torch.randn((n, shape[0], cfg.latent_frames - cfg.chunking.context_frames, *shape[2:]),
+                                       generator=gen))  # fmt: skip
+        sigma = flow.sample_timesteps(n, generator=gen, shift=cfg.sampling.shift, t_min=s3.t_min, t_max=s3.t_max)
+        d_noise = torch.randn((4, n, *shape), generator=gen)  # real/fake noising, R1/R2 directions
+        seed = int(torch.randint(2**62, (1,), generator=gen))
+        with torch.no_grad():
+            if self.teacher_real:
+                rows = [self.pool[i] for i in idx]
+                real = torch.stack([r["x0"] for r in rows]).to(loop.device)
+                prompts = [r["prompt"] for r in rows]
+                condition = {k: torch.stack([r[k] for r in rows]).to(loop.device) for k in CONDITION_KWARGS
+                             if k in rows[0]}  # fmt: skip
+            else:
+                batch = collate([self.pool[i] for i in idx])
+                real, prompts = self.codec.encode(batch["video"].to(loop.device)), batch["prompt"]
+                condition = self.conditioner(batch["first_frame"].to(loop.device))
+            text = self.text_encoder.encode(prompts)[0]
+        return dict(real=real, text=text, noise=noise.to(real), sigma=loop.local(sigma).to(real),
+                    d_noise=loop.local(d_noise.transpose(0, 1)).transpose(0, 1).to(real), seed=seed,
+                    condition=condition)  # fmt: skip
+
+
+def heldout_batches(cfg: ExperimentConfig, loop: TrainLoop, codec, text_encoder, conditioner) -> list[dict]:
+    """The held-out D evaluation's fixed inputs: the first ``disc_eval_clips`` test clips with rollout noise, D noise
+    levels and noising drawn once (as :meth:`Stage3Data.draw` draws them), in batches of at most a training step's
+    clips. Every rank holds them all (FSDP2 needs every rank in every forward)."""
+    s3, ctx = cfg.stage3, cfg.chunking.context_frames
+    test_set = build_dataset(cfg, "test")
+    n_eval = min(s3.disc_eval_clips, len(test_set))
+    if n_eval < s3.disc_eval_clips and loop.is_main:
+        print(f"stage3.disc_eval_clips = {s3.disc_eval_clips}, but the test split holds {len(test_set)} clips: "
+              f"D is evaluated on {n_eval}")  # fmt: skip
+    size = loop.local_batch_size(cfg.train.batch_size)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, n_eval, size):
+            held = collate([test_set[i] for i in range(start, min(start + size, n_eval))])
+            parts.append(dict(real=codec.encode(held["video"].to(loop.device)),
+                              text=text_encoder.encode(held["prompt"])[0],
+                              condition=conditioner(held["first_frame"].to(loop.device))))  # fmt: skip
+    real = torch.cat([p["real"] for p in parts])
+    gen = torch.Generator().manual_seed(cfg.seed + 11)
+    noise = torch.randn(real[:, :, ctx:].shape, generator=gen).to(real)
+    sigma = flow.sample_timesteps(n_eval, generator=gen, shift=cfg.sampling.shift, t_min=s3.t_min,
+                                  t_max=s3.t_max).to(real)  # fmt: skip
+    d_noise = torch.randn((2, *real.shape), generator=gen).to(real)  # real, fake noising
+    out, start = [], 0
+    for part in parts:
+        rows = slice(start, start + len(part["real"]))
+        out.append(dict(part, noise=noise[rows], sigma=sigma[rows], d_noise=d_noise[:, rows], seed=cfg.seed + 13))
+        start = rows.stop
+    return out
+
+
+def evaluate_discriminator(step: Stage3Step, batches: list[dict], loop: TrainLoop) -> dict[str, float]:
+    """Held-out ``d_acc``, ``d_pair_acc``, ``d_gap_heldout`` (:func:`heldout_accuracy`) on ``batches``, every rank
+    agreeing exactly (a mean over ranks of values equal up to reduction order)."""
+    models = (step.generator, step.disc)
+    for model in models:
+        model.eval()
+    pairs = [step.logits(batch) for batch in batches]
+    for model in models:
+        model.train()
+    metrics = heldout_accuracy(torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
+    if loop.accelerator.num_processes > 1:
+        values = torch.tensor(list(metrics.values()), dtype=torch.float64, device=loop.device)
+        metrics = dict(zip(metrics, loop.accelerator.reduce(values, "mean").tolist(), strict=True))
+    return metrics
+
+
+class DiscriminatorWarmup:
+    """When G starts: after ``d_warmup_steps``; with ``d_warmup_accuracy`` set, at the first held-out evaluation at
+    or after that whose ``d_pair_acc`` reaches it, or at ``d_warmup_max_steps`` anyway (a warning). The step G starts
+    at logs ``warmup_reached``; a resumed run reads the state back from the metrics logged before its first step."""
+
+    def __init__(self, s3, loop: TrainLoop):
+        self.s3, self.loop = s3, loop
+        self.g_start: int | None = None
+        self.restored = False
+        self.forced_start = s3.d_warmup_steps if s3.d_warmup_accuracy is None else s3.d_warmup_max_steps
+
+    @property
+    def generator_trains(self) -> bool:
+        return self.g_start is not None
+
+    def restore(self, first_step: int) -> None:
+        found = [None]
+        if self.loop.is_main:
+            logged = [m for m in self.loop.run.read_metrics() if m["step"] < first_step]
+            found[0] = warmup_summary(logged)["d_warmup_end_step"]
+        if self.loop.accelerator.num_processes > 1:
+            broadcast_object_list(found)
+        self.g_start, self.restored = found[0], True
+
+    def end(self, step: int, metrics: dict[str, float]) -> dict[str, float]:
+        """Whether G starts at this step: ``{"warmup_reached": 1.0 | 0.0}`` at the step it does, else {}."""
+        s3 = self.s3
+        if self.g_start is not None:
+            return {}
+        if s3.d_warmup_accuracy is None:
+            reached = step >= s3.d_warmup_steps
+            if not reached:
+                return {}
+        else:
+            reached = step >= s3.d_warmup_steps and metrics.get("d_pair_acc", -1.0) >= s3.d_warmup_accuracy
+            if not reached and step < s3.d_warmup_max_steps:
+                return {}
+            if not reached and self.loop.is_main:
+                print(f"WARNING: Stage III D warm-up hit stage3.d_warmup_max_steps = {s3.d_warmup_max_steps} before "
+                      f"held-out d_pair_acc reached {s3.d_warmup_accuracy} (last: {metrics.get('d_pair_acc')}); the "
+                      f"generator starts anyway at step {step}")  # fmt: skip
+        self.g_start = step
+        return {"warmup_reached": float(reached)}
+
+
 def train_stage3(
     cfg: ExperimentConfig,
     init_run: RunFolder,
@@ -163,7 +349,7 @@ def train_stage3(
     loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
     device = loop.device
     text_encoder, codec, conditioner = frozen_encoders(loop, cfg)
-    ctx, frames, layout = cfg.chunking.context_frames, cfg.latent_frames, cfg.chunk_layout()
+    ctx, layout = cfg.chunking.context_frames, cfg.chunk_layout()
     sigmas = sigmas.to(device)
 
     backbone = load_wan(s3.disc_pretrained) if s3.disc_pretrained else load_run_model(teacher_run)
@@ -185,149 +371,27 @@ def train_stage3(
         ),  # fmt: skip
     )
 
-    # real clips: the dataset, or teacher samples (Stage I's ODE endpoints, same first frames and captions)
-    if s3.real_source == "teacher":
-        pool = ODEPairsDataset(stage1_run.path / "ode_pairs")
-    else:
-        pool = build_dataset(cfg, "train")
-    n = cfg.train.batch_size
-    latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)
-
-    def draw(gen):
-        idx = loop.local(torch.randint(len(pool), (n,), generator=gen)).tolist()
-        noise = loop.local(torch.randn((n, latent_shape[0], frames - ctx, *latent_shape[2:]), generator=gen))
-        sigma = flow.sample_timesteps(n, generator=gen, shift=cfg.sampling.shift, t_min=s3.t_min, t_max=s3.t_max)
-        d_noise = torch.randn((4, n, *latent_shape), generator=gen)  # real/fake noising, R1/R2 directions
-        seed = int(torch.randint(2**62, (1,), generator=gen))
-        with torch.no_grad():
-            if s3.real_source == "teacher":
-                rows = [pool[i] for i in idx]
-                real = torch.stack([r["x0"] for r in rows]).to(device)
-                prompts = [r["prompt"] for r in rows]
-                condition = {k: torch.stack([r[k] for r in rows]).to(device) for k in CONDITION_KWARGS if k in rows[0]}
-            else:
-                batch = collate([pool[i] for i in idx])
-                real, prompts = codec.encode(batch["video"].to(device)), batch["prompt"]
-                condition = conditioner(batch["first_frame"].to(device))
-            text = text_encoder.encode(prompts)[0]
-        return dict(real=real, text=text, noise=noise.to(real), sigma=loop.local(sigma).to(real),
-                    d_noise=loop.local(d_noise.transpose(0, 1)).transpose(0, 1).to(real), seed=seed,
-                    condition=condition)  # fmt: skip
-
-    def rollout(b, grad: bool):
-        out = stream_generate(generator, layout, b["text"], b["noise"], sigmas, context=context_of(b["real"], ctx),
-                              grad_step=0 if grad else None, renoise=seeded_renoise(b["seed"]),
-                              condition=b["condition"])  # fmt: skip
-        return out.video
-
-    def disc_inputs(condition: dict) -> dict | None:
-        return discriminator_condition(cfg, disc.backbone, condition)
-
-    # held-out D evaluation: fixed test clips, rollout noise, D noise and levels (drawn once, as draw() noises them);
-    # the fakes are rolled out again at each evaluation (G changes). Every rank runs it all (FSDP2 needs all ranks).
-    test_set = build_dataset(cfg, "test")
-    n_eval = min(s3.disc_eval_clips, len(test_set))
-    if n_eval < s3.disc_eval_clips and loop.is_main:
-        print(f"stage3.disc_eval_clips = {s3.disc_eval_clips}, but the test split holds {len(test_set)} clips: "
-              f"D is evaluated on {n_eval}")  # fmt: skip
-    eval_batch = loop.local_batch_size(n)  # clips per forward (and encode): at most what a training step holds
-    parts = []
-    with torch.no_grad():
-        for start in range(0, n_eval, eval_batch):
-            held = collate([test_set[i] for i in range(start, min(start + eval_batch, n_eval))])
-            parts.append((codec.encode(held["video"].to(device)), text_encoder.encode(held["prompt"])[0],
-                          conditioner(held["first_frame"].to(device))))  # fmt: skip
-    held_real, held_text = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    held_condition = {k: torch.cat([p[2][k] for p in parts]) for k in parts[0][2]}
-    del parts
-    held_gen = torch.Generator().manual_seed(cfg.seed + 11)
-    held_noise = torch.randn(held_real[:, :, ctx:].shape, generator=held_gen).to(held_real)
-    held_sigma = flow.sample_timesteps(n_eval, generator=held_gen, shift=cfg.sampling.shift, t_min=s3.t_min,
-                                       t_max=s3.t_max).to(held_real)  # fmt: skip
-    held_d_noise = torch.randn((2, *held_real.shape), generator=held_gen).to(held_real)  # real, fake noising
-
-    @torch.no_grad()
-    def evaluate_discriminator() -> dict[str, float]:
-        logits_real, logits_fake = [], []
-        for model in (generator, disc):
-            model.eval()
-        for start in range(0, n_eval, eval_batch):
-            part = slice(start, start + eval_batch)
-            real, text, noise = held_real[part], held_text[part], held_noise[part]
-            condition = {k: v[part] for k, v in held_condition.items()}
-            fake = stream_generate(generator, layout, text, noise, sigmas, context=context_of(real, ctx),
-                                   condition=condition, renoise=seeded_renoise(cfg.seed + 13)).video  # fmt: skip
-            sigma, t = held_sigma[part], flow.sigma_to_timestep(held_sigma[part])
-            real_t = flow.add_noise(real, held_d_noise[0, part], sigma)
-            fake_t = flow.add_noise(fake, held_d_noise[1, part], sigma)
-            logits_real.append(disc(real_t, t, text, disc_inputs(condition)))
-            logits_fake.append(disc(fake_t, t, text, disc_inputs(condition)))
-        for model in (generator, disc):
-            model.train()
-        metrics = heldout_accuracy(torch.cat(logits_real), torch.cat(logits_fake))
-        if loop.accelerator.num_processes > 1:  # identical on every rank up to reduction order: agree exactly
-            values = torch.tensor(list(metrics.values()), dtype=torch.float64, device=device)
-            metrics = dict(zip(metrics, loop.accelerator.reduce(values, "mean").tolist(), strict=True))
-        return metrics
-
-    # D warm-up state: the step G started at; a resumed run reads it from the metrics logged before its first step
-    warmup = {"g_start": None, "restored": False}
-    forced_start = s3.d_warmup_steps if s3.d_warmup_accuracy is None else s3.d_warmup_max_steps
-
-    def restore_warmup(first_step: int) -> None:
-        found = [None]
-        if loop.is_main:
-            logged = [m for m in loop.run.read_metrics() if m["step"] < first_step]
-            found[0] = warmup_summary(logged)["d_warmup_end_step"]
-        if loop.accelerator.num_processes > 1:
-            broadcast_object_list(found)
-        warmup.update(g_start=found[0], restored=True)
-
-    def end_warmup(step: int, metrics: dict[str, float]) -> dict[str, float]:
-        """Whether G starts at this step (also logs ``warmup_reached`` at the step it does)."""
-        if warmup["g_start"] is not None:
-            return {}
-        if s3.d_warmup_accuracy is None:
-            reached = step >= s3.d_warmup_steps
-            if not reached:
-                return {}
-        else:
-            reached = step >= s3.d_warmup_steps and metrics.get("d_pair_acc", -1.0) >= s3.d_warmup_accuracy
-            if not reached and step < s3.d_warmup_max_steps:
-                return {}
-            if not reached and loop.is_main:
-                last = metrics.get("d_pair_acc")
-                print(f"WARNING: Stage III D warm-up hit stage3.d_warmup_max_steps = {s3.d_warmup_max_steps} before "
-                      f"held-out d_pair_acc reached {s3.d_warmup_accuracy} (last: {last}); the generator starts "
-                      f"anyway at step {step}")  # fmt: skip
-        warmup["g_start"] = step
-        return {"warmup_reached": float(reached)}
-
+    data = Stage3Data(cfg, loop, codec, text_encoder, conditioner, stage1_run)
+    step = Stage3Step(generator, disc, layout, ctx, sigmas, s3.lam, s3.r1_sigma,
+                      lambda condition: discriminator_condition(cfg, disc.backbone, condition))  # fmt: skip
+    heldout = heldout_batches(cfg, loop, codec, text_encoder, conditioner)
+    warmup = DiscriminatorWarmup(s3, loop)
     saturated = {"count": 0}
 
-    def step_fn(step: int, gen: torch.Generator) -> dict[str, float]:
-        if not warmup["restored"]:
-            restore_warmup(step)
+    def step_fn(step_index: int, gen: torch.Generator) -> dict[str, float]:
+        if not warmup.restored:
+            warmup.restore(step_index)
         logs: dict[str, float] = {}
-        if step % s3.disc_eval_every == 0 or (warmup["g_start"] is None and step == forced_start):
-            logs.update(evaluate_discriminator())  # before this step's updates
-        logs.update(end_warmup(step, logs))
-        # (a) discriminator
-        for _ in range(s3.d_steps):
-            b = draw(gen)
-            with torch.no_grad():
-                fake = rollout(b, grad=False)
+        if step_index % s3.disc_eval_every == 0 or (not warmup.generator_trains and step_index == warmup.forced_start):
+            logs.update(evaluate_discriminator(step, heldout, loop))  # before this step's updates
+        logs.update(warmup.end(step_index, logs))
+        for _ in range(s3.d_steps):  # (a) discriminator
+            loss_d, d_logs = step.discriminator_loss(data.draw(gen))
             loop.optimizers["discriminator"].zero_grad(set_to_none=True)  # drop grads left by the G update
-            loss_d, d_logs = discriminator_objective(disc, b["real"], fake, b["sigma"], b["d_noise"], b["text"],
-                                                     s3.lam, s3.r1_sigma, disc_inputs(b["condition"]))  # fmt: skip
             loop.optimize("discriminator", loss_d)
             logs.update(d_logs)
-        # (b) generator, through the one-step rollout
-        if warmup["g_start"] is not None:
-            b = draw(gen)
-            fake = rollout(b, grad=True)
-            condition = disc_inputs(b["condition"])
-            loss_g = generator_objective(disc, fake, b["sigma"], b["d_noise"][1], b["text"], condition)
+        if warmup.generator_trains:  # (b) generator, through the one-step rollout
+            loss_g = step.generator_loss(data.draw(gen))
             logs["g_grad_norm"] = loop.optimize("generator", loss_g) or 0.0
             logs["g_loss"] = loss_g.item()
         # divergence guard: a discriminator that wins by a mile for many steps gives the generator nothing
@@ -337,7 +401,7 @@ def train_stage3(
             last = loop.run.latest_checkpoint()
             raise DivergenceError(
                 f"discriminator saturated: D(real) - D(fake) = {gap:.1f} > {s3.saturation_gap} for "
-                f"{s3.saturation_steps} steps (step {step}); lower lr_discriminator or raise lam. "
+                f"{s3.saturation_steps} steps (step {step_index}); lower lr_discriminator or raise lam. "
                 f"Last good checkpoint: {last}"
             )
         return logs
