@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..builders import build_latent_codec, build_text
@@ -22,3 +24,19 @@ def frozen_encoders(
     codec = loop.add_frozen(build_latent_codec(cfg), dtype=torch.float32)
     encoder = build_image_encoder(cfg, loop.compute_dtype) if image_encoder else None
     return text_encoder, codec, I2VConditioner(cfg, codec, loop.add_frozen_or_none(encoder))
+
+
+@dataclass
+class StageBatches:
+    """Base of a stage's batch source: the config, the loop (device, this rank's share of a batch) and the frozen
+    encoders; subclasses draw the stage's batch dicts."""
+
+    cfg: ExperimentConfig
+    loop: TrainLoop
+    codec: LatentCodec
+    text_encoder: TextEncoder
+    conditioner: I2VConditioner
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:  # [C, F, h, w] of a clip
+        return self.codec.latent_shape(self.cfg.data.num_frames, self.cfg.data.height, self.cfg.data.width)

@@ -36,7 +36,7 @@ from ..models.causal_wan import CausalWanTransformer3DModel
 from ..rollout import guided_velocity, seeded_renoise, stream_generate
 from ..run_folder import RunFolder
 from ..runs import run_summary
-from .encoders import frozen_encoders
+from .encoders import StageBatches, frozen_encoders
 from .loop import TrainLoop
 from .samples import save_samples
 
@@ -113,21 +113,14 @@ class Stage2Step:
                              batch.get("condition"))  # fmt: skip
 
 
-class Stage2Data:
+@dataclass
+class Stage2Data(StageBatches):
     """Training batches for :class:`Stage2Step` (this rank's share): data clips (their first frames and, for the
     teacher-forced baseline, their frames), captions, rollout noise and its re-noising seed, per-frame noise levels
     (``t_min``…``t_max``, the context frames clean) and noise for the student's clip."""
 
-    def __init__(self, cfg: ExperimentConfig, loop: TrainLoop, codec, text_encoder, conditioner):
-        self.cfg, self.loop, self.codec, self.text_encoder, self.conditioner = (
-            cfg,
-            loop,
-            codec,
-            text_encoder,
-            conditioner,
-        )
-        self.train_set = build_dataset(cfg, "train")
-        self.latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)
+    def __post_init__(self):
+        self.train_set = build_dataset(self.cfg, "train")
 
     def draw(self, gen: torch.Generator) -> dict:
         cfg, s2, loop, n, shape = self.cfg, self.cfg.stage2, self.loop, self.cfg.train.batch_size, self.latent_shape

@@ -41,7 +41,7 @@ from ..ode_pairs import ODEPairsDataset
 from ..rollout import CONDITION_KWARGS, seeded_renoise, stream_generate
 from ..run_folder import RunFolder
 from ..runs import run_summary
-from .encoders import frozen_encoders
+from .encoders import StageBatches, frozen_encoders
 from .loop import DivergenceError, TrainLoop
 from .samples import save_samples
 
@@ -195,22 +195,18 @@ class Stage3Step:
         return self.disc(real_t, t, batch["text"], condition), self.disc(fake_t, t, batch["text"], condition)
 
 
-class Stage3Data:
+@dataclass
+class Stage3Data(StageBatches):
     """Training batches for :class:`Stage3Step`: real clips (the dataset, or with ``real_source: teacher`` Stage I's
     ODE endpoints: teacher samples with the same first frames and captions), rollout noise, D's noise levels
     (``t_min``…``t_max``, the sampling shift) and directions; this rank's share of the global batch."""
 
-    def __init__(self, cfg: ExperimentConfig, loop: TrainLoop, codec, text_encoder, conditioner, stage1_run):
-        self.cfg, self.loop, self.codec, self.text_encoder, self.conditioner = (
-            cfg,
-            loop,
-            codec,
-            text_encoder,
-            conditioner,
-        )
-        self.teacher_real = cfg.stage3.real_source == "teacher"
-        self.pool = ODEPairsDataset(stage1_run.path / "ode_pairs") if self.teacher_real else build_dataset(cfg, "train")
-        self.latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)
+    stage1_run: RunFolder | None = None  # its ODE pairs are the real clips with real_source: teacher
+
+    def __post_init__(self):
+        self.teacher_real = self.cfg.stage3.real_source == "teacher"
+        self.pool = (ODEPairsDataset(self.stage1_run.path / "ode_pairs") if self.teacher_real
+                     else build_dataset(self.cfg, "train"))  # fmt: skip
 
     def draw(self, gen: torch.Generator) -> dict:
         cfg, s3, loop, n, shape = self.cfg, self.cfg.stage3, self.loop, self.cfg.train.batch_size, self.latent_shape
