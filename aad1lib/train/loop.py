@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import resource
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -134,6 +135,11 @@ class TrainLoop:
         self.emas: dict[str, EMAModel] = {}
         self.step = 0
         self.stop_reason: str | None = None
+        # A stage's own resumable state: JSON values in `state` (saved in loop.json) and run-relative folders in
+        # `checkpointed_folders` (copied into each checkpoint). A resumed run gets both back as they were at its
+        # checkpoint, not as a killed run left them later (e.g. Stage II's best weights, Stage III's D counter).
+        self.state: dict[str, Any] = {}
+        self.checkpointed_folders: list[str] = []
 
     @property
     def is_main(self) -> bool:
@@ -332,10 +338,15 @@ class TrainLoop:
             save_plain(folder, self.models, self.optimizers, self.schedulers)
         if self.is_main and self.emas:
             torch.save({name: ema.state_dict() for name, ema in self.emas.items()}, folder / "ema.pt")
+        if self.is_main:
+            for name in self.checkpointed_folders:
+                if (self.run.path / name).exists():
+                    shutil.copytree(self.run.path / name, folder / "folders" / name)
         self.accelerator.wait_for_everyone()
         final = None
         if self.is_main:
-            final = self.run.commit_checkpoint(Path(tmp_list[0]), done_steps, {}, keep=self.train.keep_checkpoints)
+            state = dict(stage_state=self.state)
+            final = self.run.commit_checkpoint(Path(tmp_list[0]), done_steps, state, keep=self.train.keep_checkpoints)
         self.accelerator.wait_for_everyone()
         return final or self.run.checkpoint_dir(done_steps)
 
@@ -343,6 +354,9 @@ class TrainLoop:
         """Load the latest checkpoint of this run, if any; return the first step still to run."""
         latest = self.run.latest_checkpoint()
         if latest is None:
+            if self.is_main:  # left by an attempt killed before its first checkpoint
+                for name in self.checkpointed_folders:
+                    shutil.rmtree(self.run.path / name, ignore_errors=True)
             return 0
         if self.sharded:
             load_sharded(latest, self.models, self.optimizers, self.schedulers)
@@ -351,8 +365,15 @@ class TrainLoop:
         if self.emas:
             for name, state in load_state(latest / "ema.pt", map_location=self.device).items():
                 self.emas[name].load_state_dict(state)
-        done = json.loads((latest / "loop.json").read_text())["step"]
+        saved = json.loads((latest / "loop.json").read_text())
+        done = saved["step"]
+        self.state.update(saved.get("stage_state", {}))
+        self.accelerator.wait_for_everyone()  # every rank has read the checkpoint before rank 0 rewrites folders
         if self.is_main:
+            for name in self.checkpointed_folders:
+                shutil.rmtree(self.run.path / name, ignore_errors=True)  # may be newer than the checkpoint
+                if (latest / "folders" / name).exists():
+                    shutil.copytree(latest / "folders" / name, self.run.path / name)
             self.run.truncate_metrics(done - 1)
             print(f"resumed {self.run.path.name} from {latest.name}")
         return done

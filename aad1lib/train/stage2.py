@@ -19,7 +19,6 @@ evaluations without improvement.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,8 +184,9 @@ def train_stage2(
     val_noise = torch.randn(val_latents[:, :, ctx:].shape, generator=torch.Generator().manual_seed(cfg.seed)).to(
         val_latents
     )
-    best_file = loop.run.path / "best.json"
-    best = json.loads(best_file.read_text()) if best_file.exists() else {"value": None, "step": None, "evals_since": 0}
+    # early stopping's record and the best weights survive a resume as they were at the checkpoint
+    loop.state["best"] = {"value": None, "step": None, "evals_since": 0}
+    loop.checkpointed_folders.append("best_model")
 
     @torch.no_grad()
     def student_samples(model, noise=val_noise, latents=val_latents, text=val_text, condition=val_condition):
@@ -198,6 +198,7 @@ def train_stage2(
         return out
 
     def validate(step: int) -> dict[str, float]:
+        best = loop.state["best"]
         value = teacher_denoising_loss(teacher, student_samples(loop.unwrap("generator")), val_text, ctx, cfg.seed,
                                        val_condition)  # fmt: skip
         if best["value"] is None or value < best["value"]:
@@ -205,8 +206,6 @@ def train_stage2(
             loop.export_model("generator", loop.run.path / "best_model", use_ema=False)
         else:
             best["evals_since"] += 1
-        if loop.is_main:
-            best_file.write_text(json.dumps(best))
         if s2.patience and best["evals_since"] >= s2.patience:
             loop.request_stop(f"early stop: no improvement of the validation loss for {s2.patience} evaluations")
         return {"val_teacher_loss": value, "val_best": best["value"]}
@@ -248,6 +247,7 @@ def train_stage2(
         if loop.is_main:
             loop.run.log_metrics(dict(step=loop.step, **final_val))
     loop.accelerator.wait_for_everyone()
+    best = loop.state["best"]
     final = CausalWanTransformer3DModel.from_pretrained(loop.run.path / "best_model").to(device).eval()
     if loop.is_main:
         final.save_pretrained(loop.run.path / "model")

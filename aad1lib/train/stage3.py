@@ -372,7 +372,7 @@ def train_stage3(
                       lambda condition: discriminator_condition(cfg, disc.backbone, condition))  # fmt: skip
     heldout = heldout_batches(cfg, loop, codec, text_encoder, conditioner)
     warmup = DiscriminatorWarmup(s3, loop)
-    saturated = {"count": 0}
+    loop.state["d_saturated_steps"] = 0  # consecutive steps with D's gap above saturation_gap; survives resume
 
     def step_fn(step_index: int, gen: torch.Generator) -> dict[str, float]:
         if not warmup.restored:
@@ -392,8 +392,9 @@ def train_stage3(
             logs["g_loss"] = loss_g.item()
         # divergence guard: a discriminator that wins by a mile for many steps gives the generator nothing
         gap = logs["d_real"] - logs["d_fake"]
-        saturated["count"] = saturated["count"] + 1 if gap > s3.saturation_gap else 0
-        if s3.saturation_steps and saturated["count"] >= s3.saturation_steps:
+        saturated = loop.state["d_saturated_steps"] + 1 if gap > s3.saturation_gap else 0
+        loop.state["d_saturated_steps"] = saturated
+        if s3.saturation_steps and saturated >= s3.saturation_steps:
             last = loop.run.latest_checkpoint()
             raise DivergenceError(
                 f"discriminator saturated: D(real) - D(fake) = {gap:.1f} > {s3.saturation_gap} for "
