@@ -182,13 +182,18 @@ def plot_cells(frame: pd.DataFrame, x: str, title: str, numeric_x: bool = False,
     return fig
 
 
-def heldout_discriminator_rows(inputs: ReportInputs) -> list[dict]:
-    """The main Stage III run's held-out D evaluations (metrics.jsonl records with ``d_pair_acc``), in step order."""
+def stage3_metrics(inputs: ReportInputs) -> tuple[dict | None, list[dict]]:
+    """The main Stage III run's summary and its metrics.jsonl records in step order ([] without the file)."""
     ours = next((s for s in inputs.summaries if s.get("stage") == "stage3"), None)
     path = Path(ours["run_path"]) / "metrics.jsonl" if ours else None
     if path is None or not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if '"d_pair_acc"' in line]
+        return ours, []
+    return ours, [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def heldout_discriminator_rows(inputs: ReportInputs) -> list[dict]:
+    """The main Stage III run's held-out D evaluations (records with ``d_pair_acc``), in step order."""
+    return [r for r in stage3_metrics(inputs)[1] if "d_pair_acc" in r]
 
 
 def plot_heldout_discriminator(rows: list[dict], g_start: int | None = None):
@@ -454,11 +459,8 @@ def adversarial_status(inputs: ReportInputs) -> str:
     main Stage III run (its metrics.jsonl), and the studies' D gap range."""
     import math
 
-    ours = next((s for s in inputs.summaries if s.get("stage") == "stage3"), None)
-    path = Path(ours["run_path"]) / "metrics.jsonl" if ours else None
-    lines = path.read_text().splitlines() if path and path.exists() else []
-    rows = [json.loads(line) for line in lines if line.strip()]
-    rows = [r for r in rows if "d_loss" in r and "d_real" in r and "d_fake" in r]
+    ours, records = stage3_metrics(inputs)
+    rows = [r for r in records if "d_loss" in r and "d_real" in r and "d_fake" in r]
     if not rows:
         return "No Stage III metrics.jsonl: the discriminator's training signal is not known."
     half = rows[len(rows) // 2 :]
@@ -473,7 +475,7 @@ def adversarial_status(inputs: ReportInputs) -> str:
     gaps = pd.concat(gaps) if gaps else pd.Series(dtype=float)
     if len(gaps):
         text += f" Study runs: D(real) − D(fake) from {gaps.min():.3f} to {gaps.max():.3f} ({len(gaps)} runs)."
-    evals = [json.loads(line) for line in lines if line.strip() and '"d_pair_acc"' in line]
+    evals = [r for r in records if "d_pair_acc" in r]
     if evals:
         first, last = evals[0], evals[-1]
         text += (f" Held-out D pair accuracy (real vs the generator's clips, {len(evals)} evaluations): "
