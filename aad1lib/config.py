@@ -146,6 +146,9 @@ class TeacherConfig:
     lr: float = 5e-4
     weight_decay: float = 0.0
     warmup_steps: int = 50
+    # after warm-up: constant, or cosine decay to 0 over `steps` (diffusers' schedules; the demo teacher's
+    # 1200 constant-lr steps left 4x4-patch colour blocks around moving sprites)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     caption_dropout: float = 0.1  # so classifier-free guidance works
     num_samples: int = 4  # test first frames sampled for the notebook
 

@@ -1,5 +1,6 @@
 """Stage 0: the teacher trains on the tiny preset, and a Wan-style preset loads a local checkpoint instead."""
 
+import pytest
 import torch
 import yaml
 
@@ -14,6 +15,16 @@ def test_teacher_flow_matching_loss_decreases_on_tiny(tmp_path):
     losses = [m["loss"] for m in result.run.read_metrics()]
     assert sum(losses[-10:]) / 10 < 0.9 * sum(losses[:10]) / 10
     assert (result.run.path / "model" / "config.json").exists() and result.run.finished
+
+
+def test_teacher_cosine_schedule_decays_the_learning_rate_to_zero_after_warmup(tmp_path):
+    cfg = load_preset("tiny", {"teacher.steps": 6, "teacher.warmup_steps": 2, "teacher.lr_schedule": "cosine",
+                               "train.tracker": "none", "train.sample_every": 100})  # fmt: skip
+    lrs = [m["lr"] for m in train_teacher(cfg, run_name="cos", runs_root=tmp_path).run.read_metrics()]
+    peak = cfg.teacher.lr
+    assert lrs[:2] == pytest.approx([peak / 2, peak])  # logged after each step's update: linear warm-up
+    assert all(a > b for a, b in zip(lrs[1:], lrs[2:], strict=False))  # then cosine decay ...
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)  # ... to zero at the last step
 
 
 def test_pretrained_preset_loads_local_wan_checkpoint_instead_of_training(tmp_path):

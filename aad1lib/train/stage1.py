@@ -26,7 +26,7 @@ from ..models.causal_wan import CausalWanTransformer3DModel
 from ..ode_pairs import ODEPairsDataset, generate_ode_pairs
 from ..rollout import CONDITION_KWARGS, seeded_renoise, stream_generate
 from ..run_folder import RunFolder
-from .encoders import frozen_encoders
+from .encoders import StageBatches, frozen_encoders
 from .loop import TrainLoop
 from .samples import save_samples
 
@@ -67,6 +67,38 @@ def draw_chunk_levels(batch: int, levels: int, chunk_index: torch.Tensor, genera
     return torch.randint(levels, (batch, int(chunk_index.max()) + 1), generator=generator)
 
 
+def stage1_loss(student, layout, x, sigma, x0, text, condition) -> torch.Tensor:
+    """Stage I's ODE regression ‖G(z_t, x̃_ctx, c) − S^ODE(z_t, x̃_ctx, c)‖² on the generated frames, the student
+    block-causal; ``x`` ``[B, C, F, H, W]`` at ``sigma`` ``[B, F]`` (from :class:`Stage1Data`), ``x0`` the endpoints."""
+    v = student(x, flow.sigma_to_timestep(sigma), text, chunk_layout=layout, return_dict=False, **condition)[0]
+    frame_mask = layout.chunk_of(torch.arange(x.shape[2])) >= 0  # no loss on the clean context frame
+    return ode_regression_loss(flow.x0_from_velocity(x, v, sigma), x0, frame_mask)
+
+
+@dataclass
+class Stage1Data(StageBatches):
+    """Training batches for :func:`stage1_loss` (this rank's share): ODE pairs, each chunk at its own randomly
+    drawn target state (Diffusion Forcing), their captions and I2V condition."""
+
+    pairs: ODEPairsDataset | None = None
+
+    def draw(self, gen: torch.Generator) -> dict:
+        cfg, loop, n, pairs = self.cfg, self.loop, self.cfg.train.batch_size, self.pairs
+        chunk_index = cfg.chunk_layout().chunk_of(torch.arange(cfg.latent_frames))
+        idx = loop.local(torch.randint(len(pairs), (n,), generator=gen))
+        level_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+        rows = [pairs[i] for i in idx.tolist()]
+        states = torch.stack([r["states"] for r in rows]).to(loop.device)
+        x0 = torch.stack([r["x0"] for r in rows]).to(loop.device)
+        level = loop.local(draw_chunk_levels(n, len(pairs.target_sigmas), chunk_index, level_gen))
+        x, sigma = diffusion_forcing_inputs(states, x0, pairs.target_sigmas.to(loop.device), chunk_index,
+                                            cfg.chunking.context_frames, level)  # fmt: skip
+        condition = {k: torch.stack([r[k] for r in rows]).to(loop.device) for k in CONDITION_KWARGS if k in rows[0]}
+        with torch.no_grad():
+            text = self.text_encoder.encode([r["prompt"] for r in rows])[0]
+        return dict(x=x, sigma=sigma, x0=x0, text=text, condition=condition)
+
+
 def train_stage1(
     cfg: ExperimentConfig,
     teacher_run: RunFolder,
@@ -76,7 +108,7 @@ def train_stage1(
 ) -> Stage1Run:
     config = dict(cfg.to_dict(), notebook=notebook_params or {}, init_from=str(teacher_run.path))
     loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
-    device, s1 = loop.device, cfg.stage1
+    s1 = cfg.stage1
     text_encoder, codec, conditioner = frozen_encoders(loop, cfg)
     ctx = cfg.chunking.context_frames
     teacher = load_run_model(teacher_run)  # fp32 on the CPU: the student's master weights start from it
@@ -100,8 +132,7 @@ def train_stage1(
 
     # 2. Diffusion Forcing + ODE regression
     layout = cfg.chunk_layout()
-    chunk_index = layout.chunk_of(torch.arange(cfg.latent_frames))
-    frame_mask = chunk_index >= 0  # no loss on the clean context frame
+    data = Stage1Data(cfg, loop, codec, text_encoder, conditioner, pairs)
     student = loop.add_model(
         "student",
         student,
@@ -111,18 +142,7 @@ def train_stage1(
     )
 
     def step_fn(step: int, gen: torch.Generator) -> dict[str, float]:
-        idx = loop.local(torch.randint(len(pairs), (cfg.train.batch_size,), generator=gen))
-        level_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
-        rows = [pairs[i] for i in idx.tolist()]
-        states = torch.stack([r["states"] for r in rows]).to(device)
-        x0 = torch.stack([r["x0"] for r in rows]).to(device)
-        level = loop.local(draw_chunk_levels(cfg.train.batch_size, len(target_sigmas), chunk_index, level_gen))
-        x, sigma = diffusion_forcing_inputs(states, x0, target_sigmas.to(device), chunk_index, ctx, level)
-        condition = {k: torch.stack([r[k] for r in rows]).to(device) for k in CONDITION_KWARGS if k in rows[0]}
-        with torch.no_grad():
-            text = text_encoder.encode([r["prompt"] for r in rows])[0]
-        v = student(x, flow.sigma_to_timestep(sigma), text, chunk_layout=layout, return_dict=False, **condition)[0]
-        loss = ode_regression_loss(flow.x0_from_velocity(x, v, sigma), x0, frame_mask)
+        loss = stage1_loss(student, layout, **data.draw(gen))
         grad_norm = loop.optimize("student", loss)
         return dict(loss=loss.item(), grad_norm=grad_norm or 0.0)
 

@@ -22,7 +22,7 @@ from ..losses import flow_matching_loss, x0_loss_sigma
 from ..models.causal_wan import CausalWanTransformer3DModel
 from ..run_folder import RunFolder
 from ..sampling import sample_i2v
-from .encoders import frozen_encoders
+from .encoders import StageBatches, frozen_encoders
 from .loop import TrainLoop
 from .samples import save_samples
 
@@ -59,6 +59,30 @@ def teacher_loss(
     return flow_matching_loss(v, latents, noise, generated, x0_sigma=x0_loss_sigma(sigma, condition))
 
 
+@dataclass
+class TeacherData(StageBatches):
+    """Training batches for :func:`teacher_loss` (this rank's share): clips, captions (dropped with probability
+    ``teacher.caption_dropout``, for CFG), σ ~ shifted U(0, 1) per clip and the noise."""
+
+    def __post_init__(self):
+        self.train_set = build_dataset(self.cfg, "train")
+
+    def draw(self, gen: torch.Generator) -> dict:
+        cfg, loop, n = self.cfg, self.loop, self.cfg.train.batch_size  # global batch: drawn on every rank, sliced
+        idx = torch.randint(len(self.train_set), (n,), generator=gen)
+        drop = torch.rand(n, generator=gen) < cfg.teacher.caption_dropout
+        sigma = flow.sample_timesteps(n, generator=gen, shift=cfg.sampling.shift)
+        noise = torch.randn((n, *self.latent_shape), generator=gen)
+        idx, drop, sigma, noise = (loop.local(t) for t in (idx, drop, sigma, noise))
+        batch = collate([self.train_set[i] for i in idx.tolist()])
+        prompts = ["" if d else p for d, p in zip(drop.tolist(), batch["prompt"], strict=True)]
+        with torch.no_grad():
+            latents = self.codec.encode(batch["video"].to(loop.device))
+            text = self.text_encoder.encode(prompts)[0]
+            condition = self.conditioner(batch["first_frame"].to(loop.device))
+        return dict(latents=latents, text=text, sigma=sigma.to(latents), noise=noise.to(latents), condition=condition)
+
+
 def train_teacher(
     cfg: ExperimentConfig,
     run_name: str | None = None,
@@ -83,34 +107,25 @@ def train_teacher(
     text_encoder, codec, conditioner = frozen_encoders(loop, cfg, image_encoder=False)  # a trained teacher: no CLIP
     ctx = cfg.chunking.context_frames
 
-    train_set = build_dataset(cfg, "train")
+    data = TeacherData(cfg, loop, codec, text_encoder, conditioner)
     test_set = build_dataset(cfg, "test")
     model = build_wan(cfg)
     model = loop.add_model(
         "teacher",
         model,
         lambda params: torch.optim.AdamW(params, lr=cfg.teacher.lr, weight_decay=cfg.teacher.weight_decay),
-        lambda opt: get_scheduler("constant_with_warmup", opt, num_warmup_steps=cfg.teacher.warmup_steps),
+        lambda opt: get_scheduler(
+            "cosine" if cfg.teacher.lr_schedule == "cosine" else "constant_with_warmup",
+            opt,
+            num_warmup_steps=cfg.teacher.warmup_steps,
+            num_training_steps=cfg.teacher.steps,
+        ),  # fmt: skip
         ema_decay=cfg.train.ema_decay,
     )
     empty_text = text_encoder.encode([""])[0]
 
-    latent_shape = codec.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)  # (C, F, H, W)
-
     def step_fn(step: int, gen: torch.Generator) -> dict[str, float]:
-        n = cfg.train.batch_size  # global batch: drawn identically on every rank, then sliced
-        idx = torch.randint(len(train_set), (n,), generator=gen)
-        drop = torch.rand(n, generator=gen) < cfg.teacher.caption_dropout
-        sigma = flow.sample_timesteps(n, generator=gen, shift=cfg.sampling.shift)
-        noise = torch.randn((n, *latent_shape), generator=gen)
-        idx, drop, sigma, noise = (loop.local(t) for t in (idx, drop, sigma, noise))
-        batch = collate([train_set[i] for i in idx.tolist()])
-        prompts = ["" if d else p for d, p in zip(drop.tolist(), batch["prompt"], strict=True)]
-        with torch.no_grad():
-            latents = codec.encode(batch["video"].to(device))
-            text = text_encoder.encode(prompts)[0]
-            condition = conditioner(batch["first_frame"].to(device))
-        loss = teacher_loss(model, latents, text, sigma.to(latents), noise.to(latents), ctx, condition)
+        loss = teacher_loss(model, context_frames=ctx, **data.draw(gen))
         grad_norm = loop.optimize("teacher", loss)
         return dict(loss=loss.item(), lr=loop.schedulers["teacher"].get_last_lr()[0], grad_norm=grad_norm or 0.0)
 
