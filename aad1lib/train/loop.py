@@ -24,7 +24,7 @@ from accelerate.utils import broadcast_object_list
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from ..config import TrainConfig
+from ..config import ExperimentConfig, TrainConfig
 from ..run_folder import RUNS_ROOT, RunFolder
 from .fsdp import (
     COMPUTE_DTYPES,
@@ -140,6 +140,23 @@ class TrainLoop:
         # checkpoint, not as a killed run left them later (e.g. Stage II's best weights, Stage III's D counter).
         self.state: dict[str, Any] = {}
         self.checkpointed_folders: list[str] = []
+
+    @classmethod
+    def for_stage(
+        cls,
+        stage: str,
+        cfg: ExperimentConfig,
+        run_name: str | None = None,
+        runs_root: Path | None = None,
+        notebook_params: dict | None = None,
+        init_from: RunFolder | None = None,
+    ) -> TrainLoop:
+        """The loop of one stage trainer; its run folder's config records the notebook's parameters and the run
+        the stage starts from (``init_from``)."""
+        config = dict(cfg.to_dict(), notebook=notebook_params or {})
+        if init_from is not None:
+            config["init_from"] = str(init_from.path)
+        return cls(stage, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
 
     @property
     def is_main(self) -> bool:

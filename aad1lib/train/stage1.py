@@ -106,8 +106,7 @@ def train_stage1(
     runs_root: Path | None = None,
     notebook_params: dict | None = None,
 ) -> Stage1Run:
-    config = dict(cfg.to_dict(), notebook=notebook_params or {}, init_from=str(teacher_run.path))
-    loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
+    loop = TrainLoop.for_stage(STAGE, cfg, run_name, runs_root, notebook_params, init_from=teacher_run)
     s1 = cfg.stage1
     text_encoder, codec, conditioner = frozen_encoders(loop, cfg)
     ctx = cfg.chunking.context_frames

@@ -149,8 +149,7 @@ def train_stage2(
     s2 = cfg.stage2
     summary1 = run_summary(stage1_run)
     teacher_run = RunFolder.open(summary1["teacher_run"])
-    config = dict(cfg.to_dict(), notebook=notebook_params or {}, init_from=str(stage1_run.path))
-    loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
+    loop = TrainLoop.for_stage(STAGE, cfg, run_name, runs_root, notebook_params, init_from=stage1_run)
     device = loop.device
     text_encoder, codec, conditioner = frozen_encoders(loop, cfg)
     ctx, frames, layout = cfg.chunking.context_frames, cfg.latent_frames, cfg.chunk_layout()

@@ -341,8 +341,7 @@ def train_stage3(
         sigmas = torch.tensor(summary["sigmas"])[[0, -1]]  # one step per chunk
     else:
         sigmas = torch.tensor([summary["target_sigmas"][0], 0.0])
-    config = dict(cfg.to_dict(), notebook=notebook_params or {}, init_from=str(init_run.path))
-    loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
+    loop = TrainLoop.for_stage(STAGE, cfg, run_name, runs_root, notebook_params, init_from=init_run)
     device = loop.device
     text_encoder, codec, conditioner = frozen_encoders(loop, cfg)
     ctx, layout = cfg.chunking.context_frames, cfg.chunk_layout()

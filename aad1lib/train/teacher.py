@@ -90,8 +90,7 @@ def train_teacher(
     notebook_params: dict | None = None,
 ) -> TeacherRun:
     """Train (or, for Wan presets, load) the teacher into a new run folder; resumes an unfinished run."""
-    config = dict(cfg.to_dict(), notebook=notebook_params or {})
-    loop = TrainLoop(STAGE, cfg.name, config, cfg.train, cfg.seed, run_name=run_name, runs_root=runs_root)
+    loop = TrainLoop.for_stage(STAGE, cfg, run_name, runs_root, notebook_params)
     device = loop.device
     start = time.time()
 
