@@ -360,3 +360,24 @@ def test_report_plots_the_main_stage3_runs_heldout_discriminator_accuracy(tmp_pa
     assert list(pair.get_xdata()) == [0, 10] and list(pair.get_ydata()) == [0.6, 0.95]
     assert any(list(line.get_xdata()) == [10, 10] for line in figure.axes[0].lines)  # G starts
     assert "figures/stage3_discriminator.png" in report.markdown and "every 10 steps" in report.markdown
+
+
+def test_studies_from_an_earlier_run_of_the_main_stage2_folder_are_flagged(tmp_path):
+    """`make reproduce` rerun without `make study` reuses the Stage II folder's name: the studies' manifest records
+    the finish time of the run they started from, and the report tells the two runs apart by it."""
+    from aad1lib.report.render import coverage_status, started_from, warm_start_seeds
+
+    inputs = fake_inputs(tmp_path)
+    stage2 = next(s for s in inputs.summaries if s["stage"] == "stage2" and s["steps_per_chunk"] == 1)
+    finished = Path(stage2["run_path"]) / "finished.json"
+    finished.write_text(json.dumps(dict(stage="stage2", finished=100.0)))
+    meta = dict(init_from=stage2["run_path"], init_finished=100.0, steps=40, seeds=[0, 1])
+    inputs.study_meta = {name: meta for name in inputs.study_meta}
+    assert started_from(meta, stage2) and warm_start_seeds(inputs) is not None
+    assert "started from another Stage II run" not in coverage_status(inputs)
+
+    finished.write_text(json.dumps(dict(stage="stage2", finished=200.0)))  # Stage II retrained under the same name
+    assert not started_from(meta, stage2) and warm_start_seeds(inputs) is None
+    assert "The studies discriminator_ablation, lambda_sweep, warmup_ablation started from another" in (
+        coverage_status(inputs)
+    )

@@ -169,3 +169,15 @@ def test_study_children_run_in_parallel_through_submitit_local_only_when_asked()
     assert all("executor" not in step.parameters for step in serial[:2])
     assert all(step.parameters["executor"] == "submitit-local" and step.parameters["max_parallel"] == 2
                for step in parallel[:2])  # fmt: skip
+
+
+def test_study_manifest_records_the_finish_time_of_the_run_it_started_from(tmp_path):
+    """So the report can tell this Stage II run from a later one that reuses its folder name."""
+    from aad1lib.study.run import run_study
+
+    init = RunFolder.create("stage2", "tiny", {}, name="x", root=tmp_path)
+    init.mark_finished(stage="stage2")
+    finished = json.loads((init.path / "finished.json").read_text())["finished"]
+    run_study("lambda_sweep", "tiny", [], dict(init_from=str(init.path)), studies_root=tmp_path / "studies")
+    meta, _ = read_manifest(tmp_path / "studies" / "lambda_sweep-tiny.json")
+    assert meta["init_finished"] == finished and meta["init_from"] == str(init.path)

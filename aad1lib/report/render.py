@@ -31,7 +31,7 @@ from ..eval.tables import format_main_table
 from ..notebook import sample_rows
 from ..paths import ROOT
 from ..run_folder import RunFolder, git_commit
-from ..runs import resolve_spec
+from ..runs import resolve_spec, run_summary
 from ..study.children import STUDIES_ROOT, read_manifest
 from ..study.results import DRIFT, GRID, MOTION_RATIO, QUALITY, cell_stats, collect, column, markdown_cells
 from . import verdicts as V
@@ -112,12 +112,20 @@ def all_verdicts(inputs: ReportInputs) -> list[V.Verdict]:
 def warm_start_seeds(inputs: ReportInputs) -> pd.DataFrame | None:
     """The warm-up study's Stage III seeds from the main table's Stage II run (None if it started elsewhere)."""
     warmup, stage2 = inputs.studies.get("warmup_ablation"), _main_stage2(inputs)
-    init = inputs.study_meta.get("warmup_ablation", {}).get("init_from")
-    if warmup is None or warmup.empty or stage2 is None or init is None:
+    if warmup is None or warmup.empty or stage2 is None:
         return None
-    if Path(init).resolve() != Path(stage2["run_path"]).resolve():
+    if not started_from(inputs.study_meta.get("warmup_ablation", {}), stage2):
         return None
     return warmup[warmup["init"] == V.WARM]
+
+
+def started_from(meta: dict, summary: dict) -> bool:
+    """Whether a study (its manifest ``meta``) started from the run of ``summary``: the same folder and, where the
+    manifest records it, the same finish time (a rerun of ``make reproduce`` reuses the folder's name)."""
+    if not meta.get("init_from") or Path(meta["init_from"]).resolve() != Path(summary["run_path"]).resolve():
+        return False
+    recorded = meta.get("init_finished")
+    return recorded is None or recorded == run_summary(RunFolder(Path(summary["run_path"]))).get("finished")
 
 
 def _main_stage2(inputs: ReportInputs) -> dict | None:
@@ -325,7 +333,14 @@ def coverage_status(inputs: ReportInputs) -> str:
                  f"{int(frame['diverged'].sum())} diverged)")  # fmt: skip
     else:
         text += "; no study run"
-    return text + ". The pipeline runs end to end on this preset; whether it reproduces the paper is below."
+    text += ". The pipeline runs end to end on this preset; whether it reproduces the paper is below."
+    stage2 = _main_stage2(inputs)
+    elsewhere = sorted(name for name, meta in inputs.study_meta.items() if stage2 and not started_from(meta, stage2))
+    if elsewhere:
+        text += (f" **The studies {', '.join(elsewhere)} started from another Stage II run than the main table's "
+                 f"`{stage2['run']}`** (another folder, or an earlier run of that name): they compare their cells "
+                 "with one another, not with the main table; rerun `make study` to align them.")  # fmt: skip
+    return text
 
 
 def seed_status(inputs: ReportInputs, verdicts: list[V.Verdict]) -> str:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..runs import resolve_spec
+from ..run_folder import RunFolder
+from ..runs import resolve_spec, run_summary
 from .children import STUDIES_ROOT, Child, write_manifest
 from .executor import SlurmOptions, SweepReport, check_executor, run_children
 from .results import collect
@@ -27,6 +28,8 @@ def run_study(
 
     The manifest ``<studies_root>/<study>-<preset>.json`` is what 07_report reads."""
     check_executor(executor)  # before anything is written
+    if meta.get("init_from"):  # the Stage II run also by its finish time: a rerun may reuse the folder's name
+        meta = dict(meta, init_finished=run_summary(RunFolder.open(meta["init_from"]))["finished"])
     write_manifest(Path(studies_root or STUDIES_ROOT) / f"{study}-{preset}.json", dict(meta, study=study), children)
     report = run_children(children, executor, max_parallel=max_parallel, slurm=slurm)
     return report, collect(children)
