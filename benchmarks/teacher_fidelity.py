@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", required=True, help="a finished teacher run folder")
     parser.add_argument("--guidance", type=float, nargs="+", default=None, help="CFG scales (default: the preset's)")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the preset's)")
+    parser.add_argument("--sampler", choices=["euler", "unipc"], default=None, help="default: the preset's")
     parser.add_argument("--clips", type=int, default=16, help="held-out test clips")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -45,14 +46,14 @@ def main(argv: list[str] | None = None) -> None:
     batch = collate([test[i] for i in range(min(args.clips, len(test)))])
     results = {}
     for guidance in args.guidance or [cfg.sampling.guidance_scale]:
-        sampling = replace(
-            cfg.sampling, guidance_scale=guidance, teacher_steps=args.steps or cfg.sampling.teacher_steps
-        )
+        steps, sampler = args.steps or cfg.sampling.teacher_steps, args.sampler or cfg.sampling.teacher_sampler
+        sampling = replace(cfg.sampling, guidance_scale=guidance, teacher_steps=steps, teacher_sampler=sampler)
         c = replace(cfg, sampling=sampling)
         samples = sample_teacher(c, model, text_encoder, codec, batch, conditioner=I2VConditioner(c, codec))
         result = teacher_fidelity(batch["video"], samples, cfg.chunking.context_frames)
-        results[f"cfg{guidance:g}"] = dict(result, guidance_scale=guidance, steps=sampling.teacher_steps)
-        print(f"--- CFG {guidance:g}, {sampling.teacher_steps} steps, {len(samples)} clips\n{format_fidelity(result)}")
+        results[f"cfg{guidance:g}"] = dict(result, guidance_scale=guidance, steps=sampling.teacher_steps,
+                                           sampler=sampling.teacher_sampler)  # fmt: skip
+        print(f"--- CFG {guidance:g}, {steps} {sampler} steps, {len(samples)} clips\n{format_fidelity(result)}")
         rows = {}
         for i in range(min(4, len(samples))):
             rows[f"data {i}"], rows[f"teacher {i}"] = batch["video"][i], samples[i]
