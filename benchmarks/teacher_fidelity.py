@@ -16,13 +16,24 @@ from pathlib import Path
 
 import torch
 
-from aad1lib.builders import build_dataset, build_latent_codec, build_text, collate, load_run_model
+from aad1lib.builders import build_dataset, build_latent_codec, build_text, build_wan, collate, load_run_model
 from aad1lib.conditioning import I2VConditioner
 from aad1lib.config import ExperimentConfig, from_dict
 from aad1lib.data import plot_strips
 from aad1lib.eval.teacher_fidelity import format_fidelity, teacher_fidelity
 from aad1lib.run_folder import RunFolder
+from aad1lib.train.fsdp import load_state
 from aad1lib.train.teacher import sample_teacher
+
+
+def checkpoint_ema(cfg: ExperimentConfig, run: RunFolder, step: int) -> torch.nn.Module:
+    """The teacher's EMA weights at checkpoint ``step`` of ``run`` (the weights a run finishing there would export)."""
+    model = build_wan(cfg)
+    shadow = load_state(run.checkpoint_dir(step) / "ema.pt")["teacher"]["shadow_params"]
+    with torch.no_grad():
+        for param, value in zip(model.parameters(), shadow, strict=True):
+            param.copy_(value)
+    return model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the preset's)")
     parser.add_argument("--sampler", choices=["euler", "unipc"], default=None, help="default: the preset's")
     parser.add_argument("--clips", type=int, default=16, help="held-out test clips")
+    parser.add_argument("--checkpoint", type=int, default=None,
+                        help="score the EMA weights of checkpoint step-N instead of the finished model (a run in "
+                             "progress)")  # fmt: skip
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
@@ -40,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = from_dict(ExperimentConfig, raw, prefix="").validate()  # the run's own resolved config
     out = Path(args.out) if args.out else run.samples_dir / "fidelity"
     out.mkdir(parents=True, exist_ok=True)
-    model = load_run_model(run).eval()
+    model = (load_run_model(run) if args.checkpoint is None else checkpoint_ema(cfg, run, args.checkpoint)).eval()
     codec, text_encoder = build_latent_codec(cfg), build_text(cfg)
     test = build_dataset(cfg, "test")
     batch = collate([test[i] for i in range(min(args.clips, len(test)))])
