@@ -45,6 +45,7 @@ class DataConfig:
     seed: int = 0  # synthetic clips and the video_folder split; fixed apart from the training seed, so seeds vary
     #                training, not the data
     background_blur: float = 0.0  # synthetic: Gaussian σ (px) of the background photograph; 0 = sharp
+    speeds: Literal["continuous", "worded"] = "continuous"  # synthetic: worded = the caption fixes each speed
 
 
 @dataclass

@@ -402,3 +402,32 @@ def test_background_blur_smooths_the_photograph_and_keeps_the_motion():
         a, b = sharp[i], blurred[i]
         assert a["motion"] == b["motion"] and a["prompt"] == b["prompt"]
         assert detail(b["video"]) < 0.7 * detail(a["video"])
+
+
+def test_worded_speeds_are_the_exact_value_of_the_caption_word_and_continuous_clips_are_unchanged():
+    """speeds="worded": the caption names each speed exactly (first frame + caption determine the clip); the
+    default draws from the same random stream as before the option existed."""
+    import math
+
+    from aad1lib.data.motion import PAN_LEVELS, SPRITE_LEVELS, ZOOM_LEVELS
+
+    words = ("slowly", "steadily", "quickly")
+    worded = SyntheticI2VDataset("train", 60, 5, 32, 32, seed=3, speeds="worded")
+    seen = set()
+    for i in range(len(worded)):
+        motion, text = worded.motion_params(i), worded[i]["prompt"]
+        if motion.camera == "pan":
+            speed = PAN_LEVELS.index(round(math.hypot(motion.pan_dx, motion.pan_dy), 9))
+            assert f"pans {direction_word(motion.pan_dx, motion.pan_dy)} {words[speed]}" in text
+        if motion.camera == "zoom":
+            assert f" {words[ZOOM_LEVELS.index(abs(motion.zoom_rate))]} on " in text
+        for s in motion.sprites:
+            speed = SPRITE_LEVELS.index(round(math.hypot(s.vx, s.vy), 9))
+            assert f"digit {s.digit} moves {direction_word(s.vx, s.vy)} {words[speed]}" in text
+            seen.add(speed)
+    assert seen == {0, 1, 2}
+    with pytest.raises(ValueError, match="speeds must be one of"):
+        SyntheticI2VDataset("train", 1, 5, 32, 32, speeds="exact")
+
+    continuous = SyntheticI2VDataset("train", 4, 5, 32, 32, seed=3).motion_params(2)  # values before the option
+    assert (continuous.pan_dx, continuous.sprites[0].vx) == (1.2577715746183602, 0.7926336026415088)

@@ -32,6 +32,10 @@ SPRITE_SPEED = (0.5, 2.0)  # px/frame at 32 px
 ZOOM_RATE = (0.015, 0.05)  # relative scale change per frame
 # (slow, fast) thresholds for the caption's speed word, splitting each sampling range roughly in thirds
 PAN_WORDS, SPRITE_WORDS, ZOOM_WORDS = (0.75, 1.5), (1.0, 1.5), (0.025, 0.04)
+# speeds="worded": one exact value per caption word (slowly, steadily, quickly), inside each word's range, so the
+# first frame and the caption determine the clip (a task a small teacher can learn, docs/design.md §12)
+PAN_LEVELS, SPRITE_LEVELS, ZOOM_LEVELS = (0.5, 1.1, 1.75), (0.75, 1.25, 1.75), (0.02, 0.0325, 0.045)
+SPEED_MODES = ("continuous", "worded")
 CANVAS_MARGIN = 2  # px kept around the camera path so bilinear taps never read outside the canvas
 
 
@@ -83,8 +87,16 @@ def sample_motion(
     width: int,
     camera_modes: tuple[str, ...] = CAMERA_MODES,
     num_sprites: tuple[int, int] = (1, 2),
+    speeds: str = "continuous",
 ) -> ClipMotion:
-    """Draw camera motion, photograph crop and sprites for one clip from `rng` (its only randomness)."""
+    """Draw camera motion, photograph crop and sprites for one clip from `rng` (its only randomness); `speeds`:
+    "continuous" (uniform in each range) or "worded" (the caption word's exact value, see SPEED_MODES)."""
+    if speeds not in SPEED_MODES:
+        raise ValueError(f"speeds must be one of {SPEED_MODES}, got {speeds!r}")
+
+    def draw(span: tuple[float, float], levels: tuple[float, ...]) -> float:
+        return float(rng.uniform(*span)) if speeds == "continuous" else float(rng.choice(levels))
+
     scale = min(height, width) / 32.0  # speeds are specified at 32 px and scale with the frame
     steps = num_frames - 1
     camera = str(rng.choice(list(camera_modes)))
@@ -92,11 +104,11 @@ def sample_motion(
     extent_h, extent_w = float(height), float(width)  # canvas area the camera path covers, output px
     if camera == "pan":
         ux, uy = DIRECTIONS[str(rng.choice(list(DIRECTIONS)))]
-        speed = rng.uniform(*PAN_SPEED) * scale
+        speed = draw(PAN_SPEED, PAN_LEVELS) * scale
         pan_dx, pan_dy = ux * speed, uy * speed
         extent_h, extent_w = height + abs(pan_dy) * steps, width + abs(pan_dx) * steps
     elif camera == "zoom":
-        zoom_rate = float(rng.choice([-1.0, 1.0]) * rng.uniform(*ZOOM_RATE))
+        zoom_rate = float(rng.choice([-1.0, 1.0]) * draw(ZOOM_RATE, ZOOM_LEVELS))
         widest = max(1.0, (1.0 + zoom_rate) ** -steps)  # zooming out ends on the widest view
         extent_h, extent_w = height * widest, width * widest
     elif camera != "static":
@@ -119,7 +131,7 @@ def sample_motion(
         colour = str(rng.choice(list(COLOURS)))
         x0, y0 = rng.uniform(0, width - size), rng.uniform(0, height - size)
         ux, uy = DIRECTIONS[str(rng.choice(list(DIRECTIONS)))]
-        speed = rng.uniform(*SPRITE_SPEED) * scale
+        speed = draw(SPRITE_SPEED, SPRITE_LEVELS) * scale
         sprites.append(SpriteMotion(int(digit_labels[index]), index, colour, size, x0, y0, ux * speed, uy * speed))
     return ClipMotion(background, camera, pan_dx, pan_dy, zoom_rate, crop, canvas, tuple(sprites))
 

@@ -16,7 +16,7 @@ from einops import rearrange
 from torch.utils.data import Dataset
 
 from aad1lib.data.assets import digit_sprite, load_background, split_backgrounds
-from aad1lib.data.motion import CAMERA_MODES, COLOURS, ClipMotion, caption, motion_dict, sample_motion
+from aad1lib.data.motion import CAMERA_MODES, COLOURS, SPEED_MODES, ClipMotion, caption, motion_dict, sample_motion
 
 
 def _bounce(position: float, velocity: float, upper: float) -> tuple[float, float]:
@@ -94,6 +94,7 @@ class SyntheticI2VDataset(Dataset):
         camera_modes: tuple[str, ...] = CAMERA_MODES,  # drawn uniformly per clip
         num_sprites: tuple[int, int] = (1, 2),  # inclusive range of digits per clip
         background_blur: float = 0.0,  # Gaussian σ (output px) of the photograph; 0 = sharp
+        speeds: str = "continuous",  # or "worded": the caption's speed word fixes the speed (motion.SPEED_MODES)
     ):
         if num_frames < 1 or height < 8 or width < 8 or num_clips < 0:
             raise ValueError(f"need num_frames >= 1, height/width >= 8, num_clips >= 0; got "
@@ -112,6 +113,9 @@ class SyntheticI2VDataset(Dataset):
         if background_blur < 0:
             raise ValueError(f"background_blur must be >= 0, got {background_blur}")
         self.background_blur = background_blur
+        if speeds not in SPEED_MODES:
+            raise ValueError(f"speeds must be one of {SPEED_MODES}, got {speeds!r}")
+        self.speeds = speeds
 
     def __len__(self) -> int:
         return self.num_clips
@@ -123,7 +127,14 @@ class SyntheticI2VDataset(Dataset):
         rng = np.random.default_rng([self.seed, zlib.crc32(self.split.encode()), index])
         background = str(rng.choice(list(self.backgrounds)))
         return sample_motion(
-            rng, background, self.num_frames, self.height, self.width, self.camera_modes, self.num_sprites
+            rng,
+            background,
+            self.num_frames,
+            self.height,
+            self.width,
+            self.camera_modes,
+            self.num_sprites,
+            self.speeds,
         )
 
     def __getitem__(self, index: int) -> dict:
