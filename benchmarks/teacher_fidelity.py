@@ -20,7 +20,7 @@ from aad1lib.builders import build_dataset, build_latent_codec, build_text, buil
 from aad1lib.conditioning import I2VConditioner
 from aad1lib.config import ExperimentConfig, from_dict
 from aad1lib.data import plot_strips
-from aad1lib.eval.teacher_fidelity import format_fidelity, teacher_fidelity
+from aad1lib.eval.teacher_fidelity import format_fidelity, one_pass_psnr, teacher_fidelity
 from aad1lib.run_folder import RunFolder
 from aad1lib.train.fsdp import load_state
 from aad1lib.train.teacher import sample_teacher
@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", type=int, default=None,
                         help="score the EMA weights of checkpoint step-N instead of the finished model (a run in "
                              "progress)")  # fmt: skip
+    parser.add_argument("--one-pass", type=float, nargs="*", default=[0.95, 0.4, 0.1], metavar="SIGMA",
+                        help="also score the model's one-pass x0 estimate from the true clip noised to each σ (0.95: "
+                             "its conditional mean; none: skip)")  # fmt: skip
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
@@ -74,6 +77,18 @@ def main(argv: list[str] | None = None) -> None:
         plot_strips(rows, title=f"held-out clips vs teacher, CFG {guidance:g}").savefig(
             out / f"strips-cfg{guidance:g}.png", dpi=80, bbox_inches="tight"
         )
+    if args.one_pass:  # the conditional caption, no CFG: the model's own estimate
+        condition = I2VConditioner(cfg, codec)(batch["first_frame"])
+        text = text_encoder.encode(batch["prompt"])[0]
+        estimates = one_pass_psnr(model, codec, batch["video"], text, condition, args.one_pass,
+                                  cfg.chunking.context_frames, cfg.seed)  # fmt: skip
+        copy = results and next(iter(results.values()))["psnr_copy"]
+        print("--- one forward pass from the true clip noised to σ, PSNR per generated frame (dB)")
+        for sigma, psnr in estimates.items():
+            print(f"σ = {sigma:4.2f}: " + " ".join(f"{p:5.1f}" for p in psnr))
+        if copy:
+            print("copy:     " + " ".join(f"{p:5.1f}" for p in copy))
+        results["one_pass"] = {f"{k:g}": v for k, v in estimates.items()}
     (out / "fidelity.json").write_text(json.dumps(dict(run=str(run.path), clips=len(batch["video"]), **results)))
     print(f"wrote {out}")
 

@@ -107,3 +107,25 @@ def test_discriminator_reads_clips_with_the_anchor_of_its_residual_backbone():
     assert discriminator_condition(cfg, backbone, {"anchor": anchor}) is None
     plain = load_preset("tiny")
     assert discriminator_condition(plain, backbone, {}) is None
+
+
+def test_one_pass_estimate_of_an_oracle_is_exact_and_of_an_identity_model_degrades_with_sigma():
+    """``one_pass_psnr`` noises the generated frames only and reads x0 = x_t − σ v: a model returning the true
+    velocity scores ~100 dB at every σ, one returning v = 0 (x0 = x_t) loses PSNR as σ grows."""
+    from aad1lib.eval.teacher_fidelity import one_pass_psnr
+    from aad1lib.models.codec import IdentityCodec
+
+    real = torch.rand(2, 3, 5, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    noise = torch.randn(real.shape, generator=torch.Generator().manual_seed(3))  # one_pass_psnr's noise (seed 3)
+
+    def oracle(x_t, timestep, text, return_dict=False):
+        assert (timestep[:, 0] == 0).all() and (timestep[:, 1:] > 0).all()  # context frame clean
+        return (noise - real,)
+
+    sigmas = [0.9, 0.5, 0.1]
+    exact = one_pass_psnr(oracle, IdentityCodec(), real, None, {}, sigmas, context_frames=1, seed=3)
+    assert all(p > 90.0 for values in exact.values() for p in values) and len(exact[0.5]) == 4
+    still = one_pass_psnr(lambda x, t, c, return_dict=False: (torch.zeros_like(x),), IdentityCodec(), real, None, {},
+                          sigmas, context_frames=1, seed=3)  # fmt: skip
+    means = [sum(still[s]) / 4 for s in sigmas]
+    assert means[0] < means[1] < means[2]

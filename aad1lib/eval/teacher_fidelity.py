@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import flow
+
 
 def psnr_per_frame(video: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """PSNR (dB, on [0, 1] pixels) of ``video`` vs ``reference`` ``[B, 3, F, H, W]``, per clip and frame ``[B, F]``."""
@@ -48,6 +50,29 @@ def teacher_fidelity(real: torch.Tensor, samples: torch.Tensor, context_frames: 
         "beats_copy_every_frame": bool((teacher > copy).all()),
         "change_within_30pct": bool(abs(ratio - 1.0) <= 0.3),
     }
+
+
+@torch.no_grad()
+def one_pass_psnr(model, codec, real: torch.Tensor, text: torch.Tensor, condition: dict, sigmas: list[float],
+                  context_frames: int = 1, seed: int = 0) -> dict[float, list[float]]:  # fmt: skip
+    """PSNR per generated frame of the model's x0 estimate in ONE forward pass from the held-out clips ``real``
+    ``[B, 3, F, H, W]`` noised to each σ (context frames clean), same noise for every σ.
+
+    At σ near 1 this is the model's conditional mean. A sample adds the model's uncertainty to it (an exact sampler's
+    expected squared error is twice the mean's), so on frames where this estimate does not beat the copy baseline,
+    no sampler of this model will (docs/design.md §12)."""
+    x0 = codec.encode(real)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(x0)
+    gen = slice(context_frames, None)
+    out = {}
+    for value in sigmas:
+        sigma = torch.full((x0.shape[0], x0.shape[2]), float(value)).to(x0)  # [B, F]
+        sigma[:, :context_frames] = 0.0
+        x_t = flow.add_noise(x0, noise, sigma)
+        v = model(x_t, flow.sigma_to_timestep(sigma), text, return_dict=False, **condition)[0]
+        estimate = codec.decode(flow.x0_from_velocity(x_t, v, sigma)).clamp(-1, 1)
+        out[float(value)] = psnr_per_frame(estimate[:, :, gen], real[:, :, gen]).mean(0).tolist()
+    return out
 
 
 def format_fidelity(result: dict) -> str:
