@@ -121,7 +121,7 @@ def target_sigmas(num_steps: int, shift: float, device: torch.device | str | Non
     """The few noise levels a ``num_steps`` student starts its steps from (Stage I/II target timesteps).
 
     The non-terminal part of :func:`sampling_sigmas`, e.g. 4 levels for a 4-step student; the teacher's
-    ODE trajectory is stored at these levels (DESIGN §5, "ODE pairs").
+    ODE trajectory is stored at these levels (docs/design.md §5, "ODE pairs").
 
     Returns:
         ``[num_steps]`` float32 tensor, descending, first element 1.

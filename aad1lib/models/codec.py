@@ -83,7 +83,7 @@ class LatentCodec(nn.Module):
 
 
 class IdentityCodec(LatentCodec):
-    """Pixel space: latents are the video itself (CPU presets, DESIGN §4: 3x16x32x32 = 64 tokens/frame)."""
+    """Pixel space: latents are the video itself (CPU presets, docs/design.md §4: 3x16x32x32 = 64 tokens/frame)."""
 
     latent_channels = 3
     temporal_factor = 1
