@@ -156,3 +156,19 @@ def test_samples_are_the_stage2_runs_rollouts_and_d_starts_from_its_teacher(tmp_
     assert len(rollouts) == 2  # the held-out fakes once, then one batch of fakes per update
     assert all(len(s) == 2 and float(s[-1]) == 0 for s in rollouts)  # one step per chunk
     assert set(result.curves["failure"]) == {"samples"} and np.isfinite(result.curves["gap"]).all()
+
+
+def test_probe_figure_legend_fits_inside_the_figure_for_one_or_three_failure_modes():
+    import pandas as pd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    for failures in (["samples"], ["static", "drift", "grid"]):
+        rows = [dict(design=d, failure=f, seed=s, update=u, accuracy=0.5 + 0.1 * s, gap=0.1 * u)
+                for d in P.DESIGNS for f in failures for s in range(3) for u in (0, 15, 30)]  # fmt: skip
+        curves = pd.DataFrame(rows)
+        fig = P.plot_probe(curves)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        (legend,) = fig.legends
+        box, page = legend.get_window_extent(canvas.get_renderer()), fig.bbox
+        assert page.x0 <= box.x0 and box.x1 <= page.x1, (failures, box, page)  # no design name cut off

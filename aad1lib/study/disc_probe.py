@@ -296,6 +296,7 @@ def plot_probe(curves: pd.DataFrame, metrics=("accuracy", "gap"), title: str = "
             ax.grid(alpha=0.3)
         axes[-1, col].set_xlabel("D updates")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8, frameon=False)
+    ncol = min(len(labels), 2 * len(failures))  # one failure column is too narrow for four names in a row
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     return fig
