@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from diffusers.training_utils import EMAModel
 
 from aad1lib.builders import build_dataset, build_latent_codec, build_text, build_wan, collate, load_run_model
 from aad1lib.conditioning import I2VConditioner
@@ -29,10 +30,9 @@ from aad1lib.train.teacher import sample_teacher
 def checkpoint_ema(cfg: ExperimentConfig, run: RunFolder, step: int) -> torch.nn.Module:
     """The teacher's EMA weights at checkpoint ``step`` of ``run`` (the weights a run finishing there would export)."""
     model = build_wan(cfg)
-    shadow = load_state(run.checkpoint_dir(step) / "ema.pt")["teacher"]["shadow_params"]
-    with torch.no_grad():
-        for param, value in zip(model.parameters(), shadow, strict=True):
-            param.copy_(value)
+    ema = EMAModel(model.parameters())  # the loop's EMA class: its own state-dict format
+    ema.load_state_dict(load_state(run.checkpoint_dir(step) / "ema.pt")["teacher"])
+    ema.copy_to(model.parameters())
     return model
 
 

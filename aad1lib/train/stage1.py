@@ -80,11 +80,13 @@ class Stage1Data(StageBatches):
     """Training batches for :func:`stage1_loss` (this rank's share): ODE pairs, each chunk at its own randomly
     drawn target state (Diffusion Forcing), their captions and I2V condition."""
 
-    pairs: ODEPairsDataset | None = None
+    pairs: ODEPairsDataset
+
+    def __post_init__(self):
+        self.chunk_index = self.cfg.chunk_layout().chunk_of(torch.arange(self.cfg.latent_frames))  # [F], -1: context
 
     def draw(self, gen: torch.Generator) -> dict:
-        cfg, loop, n, pairs = self.cfg, self.loop, self.cfg.train.batch_size, self.pairs
-        chunk_index = cfg.chunk_layout().chunk_of(torch.arange(cfg.latent_frames))
+        cfg, loop, n, pairs, chunk_index = self.cfg, self.loop, self.cfg.train.batch_size, self.pairs, self.chunk_index
         idx = loop.local(torch.randint(len(pairs), (n,), generator=gen))
         level_gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
         rows = [pairs[i] for i in idx.tolist()]
