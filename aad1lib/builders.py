@@ -22,7 +22,8 @@ def build_dataset(cfg: ExperimentConfig, split: str) -> Dataset:
     if d.kind == "synthetic":
         num = d.train_clips if split == "train" else d.test_clips
         return SyntheticI2VDataset(split, num, d.num_frames, d.height, d.width, fps=d.fps, seed=d.seed,
-                                   background_blur=d.background_blur, speeds=d.speeds)  # fmt: skip
+                                   background_blur=d.background_blur, speeds=d.speeds,
+                                   camera_modes=tuple(d.camera_modes), num_sprites=d.num_sprites)  # fmt: skip
     if d.kind == "real_clips":
         return RealClipsDataset(d.num_frames, d.height, d.width)
     # held-out files by data.seed (data.test_clips of them), clips resampled to data.fps

@@ -46,6 +46,10 @@ class DataConfig:
     #                training, not the data
     background_blur: float = 0.0  # synthetic: Gaussian σ (px) of the background photograph; 0 = sharp
     speeds: Literal["continuous", "worded"] = "continuous"  # synthetic: worded = the caption fixes each speed
+    # synthetic: camera motions drawn per clip, and the inclusive range of digits per clip (a simpler task)
+    camera_modes: list[Literal["static", "pan", "zoom"]] = field(
+        default_factory=lambda: ["static", "pan", "zoom"])  # fmt: skip
+    num_sprites: tuple[int, int] = (1, 2)
 
 
 @dataclass

@@ -431,3 +431,19 @@ def test_worded_speeds_are_the_exact_value_of_the_caption_word_and_continuous_cl
 
     continuous = SyntheticI2VDataset("train", 4, 5, 32, 32, seed=3).motion_params(2)  # values before the option
     assert (continuous.pan_dx, continuous.sprites[0].vx) == (1.2577715746183602, 0.7926336026415088)
+
+
+def test_preset_camera_modes_and_num_sprites_reach_the_synthetic_clips():
+    """data.camera_modes / data.num_sprites (a simpler task for a small teacher) shape every clip; an unknown
+    camera mode is refused when the preset loads, before any data is made."""
+    from aad1lib.builders import build_dataset
+    from aad1lib.config import ConfigError, load_preset
+
+    cfg = load_preset("tiny", {"data.camera_modes": ["static", "pan"], "data.num_sprites": [1, 1]})
+    ds = build_dataset(cfg, "train")
+    motions = [ds.motion_params(i) for i in range(len(ds))]
+    assert {m.camera for m in motions} <= {"static", "pan"} and all(len(m.sprites) == 1 for m in motions)
+    default = build_dataset(load_preset("tiny"), "train")
+    assert default.camera_modes == ("static", "pan", "zoom") and default.num_sprites == (1, 2)
+    with pytest.raises(ConfigError, match="data.camera_modes"):
+        load_preset("tiny", {"data.camera_modes": ["dolly"]})
