@@ -64,6 +64,10 @@ def _sweep_sigmas(cfg) -> list[float]:
     return [cfg.stage3.r1_sigma]
 
 
+def _main_seeds(cfg) -> list[int]:  # besides the main runs' own seed (the preset's)
+    return [cfg.seed + 1] if cfg.name == "tiny" else [cfg.seed + 1, cfg.seed + 2]
+
+
 def _probe_seeds(cfg) -> list[int]:
     return [0] if cfg.name == "tiny" else [0, 1, 2]
 
@@ -106,6 +110,11 @@ NOTEBOOK_KEYS: dict[str, dict[str, str | Callable[[Any], Any] | None]] = {
     },
     "04_discriminator_ablation": {**_STUDY, "warmup_ablation": None},
     "05_lambda_sweep": {**_STUDY, "lams": None, "sigmas": _sweep_sigmas},
+    "09_main_table_seeds": {
+        "preset": None, "init_from": None, "seeds": _main_seeds, "num_clips": _study_clips, "long_video_factor": None,
+        "executor": None, "max_parallel": None, "slurm_partition": None, "slurm_gpus_per_node": None,
+        "slurm_cpus_per_task": None, "slurm_timeout_min": None,
+    },
     "06_evaluate": {
         "preset": None, "runs": None, "num_clips": None, "long_video_factor": None, "seed": "seed",
         "flow_backend": None, "dino_dir": None, "clip_dir": None, "raft_path": None, "musiq_path": None,

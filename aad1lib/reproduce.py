@@ -6,7 +6,7 @@ Each step is a papermill execution of a stage notebook into ``experiments/runs/r
 study's runs could change). A step that finished earlier is skipped, so re-running resumes.
 
     python -m aad1lib.reproduce --preset demo            # 00 -> 03, the 4-step baselines, 06, 07
-    python -m aad1lib.reproduce --preset demo --study    # then 04 + 05 (the longer studies) and 07 again
+    python -m aad1lib.reproduce --preset demo --study    # then 04, 05, 09 (the longer studies) and 07 again
 """
 
 from __future__ import annotations
@@ -69,14 +69,17 @@ def pipeline(preset: str) -> list[Step]:
 
 
 def study_steps(preset: str, seeds: list[int], steps: int | None = STUDY_STEPS, parallel: int = 1) -> list[Step]:
-    """04 + 05 from the reproduce Stage II run; ``parallel`` > 1 runs that many children at once (submitit-local)."""
+    """04 + 05 + 09 from the reproduce Stage II run (09: ``seeds`` but the main runs' own, the preset's seed);
+    ``parallel`` > 1 runs that many children at once (submitit-local)."""
     stage2 = run_path("stage2", preset)
-    sweep = dict(init_from=stage2, seeds=seeds, steps=steps)
-    if parallel > 1:
-        sweep.update(executor="submitit-local", max_parallel=parallel)
+    dispatch = dict(executor="submitit-local", max_parallel=parallel) if parallel > 1 else {}
+    sweep = dict(init_from=stage2, seeds=seeds, steps=steps, **dispatch)
+    main_seeds = [s for s in seeds if s != load_preset(preset).seed]
     return [
         Step("04_discriminator_ablation", sweep, what="study: D attention × logit (+ DMD warm-up ablation)"),
         Step("05_lambda_sweep", sweep, what="study: λ of R1/R2"),
+        Step("09_main_table_seeds", dict(init_from=stage2, seeds=main_seeds, **dispatch),
+             what="study: the main table's trained rows with more seeds"),
         report_step(preset, key="07_report_with_studies"),
     ]  # fmt: skip
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from aad1lib.report import verdicts as V
 from aad1lib.report.render import study_table, write_gif
 
 
@@ -381,3 +382,32 @@ def test_studies_from_an_earlier_run_of_the_main_stage2_folder_are_flagged(tmp_p
     assert "The studies discriminator_ablation, lambda_sweep, warmup_ablation started from another" in (
         coverage_status(inputs)
     )
+
+
+def test_main_table_rows_over_seeds_pool_the_main_runs_with_the_seeds_study(tmp_path):
+    """09's children + the main runs (their own training seed) = the trained rows over seeds: a table under the
+    main one, and the baseline drift verdict from their intervals; not when 09 started from another Stage II run."""
+    from aad1lib.report.render import compose_report, main_seed_rows, seed_status
+
+    inputs = fake_inputs(tmp_path)
+    stage2 = next(s for s in inputs.summaries if s["stage"] == "stage2" and s["steps_per_chunk"] == 1)
+    (Path(stage2["run_path"]) / "finished.json").write_text(json.dumps(dict(stage="stage2", finished=100.0)))
+    for summary in inputs.summaries:
+        (Path(summary["run_path"]) / "config.yaml").write_text("seed: 0\n")
+    trained = [s["method"] for s in inputs.summaries if s["stage"] != "teacher"]
+    children = _study([{"method": m} for m in trained], seeds=2).assign(seed=lambda f: f["seed"] + 1)
+    inputs.studies["main_table_seeds"] = children
+    inputs.study_meta["main_table_seeds"] = dict(init_from=stage2["run_path"], init_finished=100.0, seeds=[1, 2])
+
+    pooled = main_seed_rows(inputs)
+    assert pooled.groupby("method")["seed"].apply(sorted).to_dict() == {m: [0, 1, 2] for m in trained}
+    report = compose_report(inputs)
+    assert "### The trained rows over seeds" in report.markdown
+    drift = next(v for v in report.verdicts if v.claim.startswith("One-step AAD-1 drifts less"))
+    assert drift.outcome in V.DECIDED and "over seeds" in drift.evidence
+    assert "main table: one training seed per run" not in seed_status(inputs, report.verdicts)
+    assert "main table seeds: 3 finished seeds in each of 4 cells" in seed_status(inputs, report.verdicts)
+
+    (Path(stage2["run_path"]) / "finished.json").write_text(json.dumps(dict(stage="stage2", finished=200.0)))
+    assert main_seed_rows(inputs) is None  # Stage II retrained since: the seeds belong to another run
+    assert "### The trained rows over seeds" not in compose_report(inputs).markdown

@@ -11,7 +11,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from aad1lib.run_folder import RunFolder
 from aad1lib.study.children import Child, NotebookStep, read_manifest, write_manifest
-from aad1lib.study.designs import discriminator_ablation, lambda_sweep, warmup_ablation
+from aad1lib.study.designs import discriminator_ablation, lambda_sweep, main_table_seeds, warmup_ablation
 from aad1lib.study.executor import run_children
 
 
@@ -138,6 +138,32 @@ def test_children_are_named_by_their_parameters_and_shared_between_studies(tmp_p
     assert evaluate.notebook == "06_evaluate" and evaluate.parameters["runs"] == [ablation[0].run_path]
 
 
+def test_main_table_seeds_retrain_each_trained_row_from_its_main_runs_input(tmp_path):
+    """Per seed: the three Stage II rows from the Stage II run's Stage I run, with the parameters that make them the
+    rows the evaluation names (their labels), and Stage III at the preset's steps from the Stage II run."""
+    from aad1lib.config import load_preset
+    from aad1lib.eval.plan import generation_plan
+
+    stage1 = _fake_run(tmp_path, "stage1-tiny-a", "stage1")
+    stage2 = _fake_run(tmp_path, "stage2-tiny-a", "stage2", stage1_run=str(stage1.path))
+    children = main_table_seeds("tiny", stage2, [1, 2], runs_root=tmp_path, studies_root=tmp_path / "studies")
+    assert len({c.name for c in children}) == 8 and {c.labels["seed"] for c in children} == {1, 2}
+    for child in children:
+        train = child.steps[0]
+        assert train.parameters["seed"] == child.labels["seed"] and child.steps[1].notebook == "06_evaluate"
+        if train.notebook == "03_adversarial":
+            assert train.parameters["init_from"] == str(stage2.path.resolve()) and "steps" not in train.parameters
+            assert child.labels["method"] == "AAD-1 (Stage III)"
+            continue
+        assert train.notebook == "02_dmd_warmup" and train.parameters["init_from"] == str(stage1.path.resolve())
+        steps, rollout = train.parameters["student_steps"], train.parameters["rollout"]
+        trained = _fake_run(tmp_path, f"stage2-tiny-{child.name}", "stage2", student_steps=steps, rollout=rollout,
+                            sigmas=[1.0] + [0.5] * (steps - 1) + [0.0])  # fmt: skip
+        assert generation_plan(load_preset("tiny"), trained).method == child.labels["method"]
+    with pytest.raises(ValueError, match="start from a Stage II run"):
+        main_table_seeds("tiny", stage1, [1])
+
+
 def test_warmup_ablation_needs_a_stage2_run(tmp_path):
     stage1 = _fake_run(tmp_path, "stage1-tiny-a", "stage1")
     with pytest.raises(ValueError, match="starts from a Stage II run"):
@@ -166,9 +192,17 @@ def test_study_children_run_in_parallel_through_submitit_local_only_when_asked()
     from aad1lib.reproduce import study_steps
 
     serial, parallel = study_steps("demo", [0, 1, 2]), study_steps("demo", [0, 1, 2], parallel=2)
-    assert all("executor" not in step.parameters for step in serial[:2])
+    assert all("executor" not in step.parameters for step in serial[:3])
     assert all(step.parameters["executor"] == "submitit-local" and step.parameters["max_parallel"] == 2
-               for step in parallel[:2])  # fmt: skip
+               for step in parallel[:3])  # fmt: skip
+
+
+def test_main_table_seeds_step_trains_the_other_seeds_than_the_main_runs():
+    """The main runs are the preset's seed (0 on demo): 09 adds the others of make study's seeds."""
+    from aad1lib.reproduce import study_steps
+
+    main_seeds = next(step for step in study_steps("demo", [0, 1, 2]) if step.name == "09_main_table_seeds")
+    assert main_seeds.parameters["seeds"] == [1, 2]
 
 
 def test_study_manifest_records_the_finish_time_of_the_run_it_started_from(tmp_path):

@@ -140,6 +140,25 @@ def test_main_table_verdicts_say_one_seed_and_lean_with_the_summaries():
     assert all("point against the claim" in v.evidence for v in bad[:2]) and "not within 15 %" in bad[2].evidence
 
 
+def test_baseline_drift_verdict_is_decided_from_the_main_table_rows_over_seeds():
+    """With >= 3 seeds per trained row, "AAD-1 drifts less than the 4-step baselines" is judged on the intervals
+    and flips with them; two seeds never decide."""
+    summaries = [_summary("stage2", 4, "SF", 0.10, 0.8), _summary("stage2", 4, "CV", 0.11, 0.8),
+                 _summary("stage3", 1, "III", 0.05, 0.97)]  # fmt: skip
+
+    def seeds(ours: list[float]) -> pd.DataFrame:
+        return pd.DataFrame(rows({"method": "SF"}, **{DRIFT: [0.10, 0.11, 0.105]})
+                            + rows({"method": "CV"}, **{DRIFT: [0.11, 0.12, 0.115]})
+                            + rows({"method": "III"}, **{DRIFT: ours}))  # fmt: skip
+
+    less = V.main_table_verdicts(summaries, None, None, seeds([0.05, 0.06, 0.055]))[0]
+    assert less.outcome == "reproduced" and "Drift ↓ over seeds: III 0.055 ± " in less.evidence
+    assert V.main_table_verdicts(summaries, None, None, seeds([0.2, 0.21, 0.205]))[0].outcome == "not reproduced"
+    assert V.main_table_verdicts(summaries, None, None, seeds([0.05, 0.2, 0.1]))[0].outcome == "inconclusive"
+    two = V.main_table_verdicts(summaries, None, None, first(seeds([0.05, 0.06, 0.055]), 2))[0]
+    assert two.outcome == "2 seeds: inconclusive" and "point the claim's way" in two.evidence
+
+
 def test_stage3_vs_warm_start_is_decided_from_the_warm_up_study_seeds():
     """Stage II is one given run; with >= 3 Stage III seeds from it the claim is judged on their intervals (and
     flips with them), with fewer it falls back to the main run: one seed."""

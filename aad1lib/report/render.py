@@ -32,15 +32,27 @@ from ..notebook import sample_rows
 from ..paths import ROOT
 from ..run_folder import RunFolder, git_commit
 from ..runs import resolve_spec, run_summary
+from ..study import designs
 from ..study.children import STUDIES_ROOT, read_manifest
-from ..study.results import DRIFT, GRID, MOTION_RATIO, QUALITY, cell_stats, collect, column, markdown_cells
+from ..study.results import (
+    DRIFT,
+    GRID,
+    MOTION_RATIO,
+    QUALITY,
+    cell_stats,
+    collect,
+    column,
+    markdown_cells,
+    summary_metrics,
+)
 from . import verdicts as V
 
 REPORTS_ROOT = ROOT / "experiments" / "reports"  # 07_report's default output (git-ignored; reports/ is committed)
-STUDY_NAMES = ("discriminator_ablation", "warmup_ablation", "lambda_sweep")
+STUDY_NAMES = ("discriminator_ablation", "warmup_ablation", "lambda_sweep", "main_table_seeds")
 STUDY_METRICS = (MOTION_RATIO, DRIFT, GRID, QUALITY, "D gap", "G grad-norm std")
 STUDY_CELLS = {"discriminator_ablation": ["D attention", "D logit"], "warmup_ablation": ["init"],
-               "lambda_sweep": ["λ", "σ"]}  # fmt: skip
+               "lambda_sweep": ["λ", "σ"], "main_table_seeds": ["method"]}  # fmt: skip
+MAIN_SEED_METRICS = (DRIFT, MOTION_RATIO, GRID, "I2V Subject", QUALITY)  # the main table's rows over seeds
 # the samples against the held-out clips: first-frame fidelity (VBench-I2V), image quality, blockiness, motion
 FIDELITY = ("I2V Subject", "I2V Background", QUALITY, GRID, MOTION_RATIO)
 CHANCE_TOLERANCE = 0.05  # a discriminator loss within 5 % of 2 ln 2 (D(real) = D(fake)) counts as chance level
@@ -97,8 +109,12 @@ def load_inputs(preset: str, main_runs: list[str], studies_root: Path | None = N
 def all_verdicts(inputs: ReportInputs) -> list[V.Verdict]:
     ablation, sweep = inputs.studies.get("discriminator_ablation"), inputs.studies.get("lambda_sweep")
     warmup = inputs.studies.get("warmup_ablation")
+    seeds = main_seed_rows(inputs)
+    stage3_seeds = warm_start_seeds(inputs)  # Stage III seeds from the main Stage II run: the preset's steps first
+    if seeds is not None and (seeds["method"] == designs.MAIN_STAGE3_ROW).sum() >= V.MIN_SEEDS:
+        stage3_seeds = seeds[seeds["method"] == designs.MAIN_STAGE3_ROW]
     return [
-        *V.main_table_verdicts(inputs.summaries, inputs.speed, warm_start_seeds(inputs)),
+        *V.main_table_verdicts(inputs.summaries, inputs.speed, stage3_seeds, seeds),
         V.causal_frame_collapses(ablation),
         V.bidirectional_video_drifts_least(ablation),
         V.lambda_zero_collapses(sweep),
@@ -117,6 +133,25 @@ def warm_start_seeds(inputs: ReportInputs) -> pd.DataFrame | None:
     if not started_from(inputs.study_meta.get("warmup_ablation", {}), stage2):
         return None
     return warmup[warmup["init"] == V.WARM]
+
+
+def main_seed_rows(inputs: ReportInputs) -> pd.DataFrame | None:
+    """The main table's trained rows over seeds: its runs (their training seed) and the main-table-seeds study's
+    children, one row each (columns as a study's); None unless that study started from the main Stage II run."""
+    frame, stage2 = inputs.studies.get("main_table_seeds"), _main_stage2(inputs)
+    if frame is None or frame.empty or stage2 is None:
+        return None
+    if not started_from(inputs.study_meta.get("main_table_seeds", {}), stage2):
+        return None
+    main = [dict(method=s["method"], seed=_training_seed(Path(s["run_path"])), child=s["run"], state="done",
+                 diverged=False, run=s["run_path"], **summary_metrics(s))
+            for s in inputs.summaries if s["method"] in set(frame["method"])]  # fmt: skip
+    return pd.concat([pd.DataFrame(main), frame], ignore_index=True)
+
+
+def _training_seed(run: Path) -> int | None:
+    config = run / "config.yaml"
+    return RunFolder(run).config.get("seed") if config.exists() else None
 
 
 def started_from(meta: dict, summary: dict) -> bool:
@@ -144,8 +179,8 @@ def main_table(inputs: ReportInputs, reference: dict | None = None) -> str:
     return format_main_table(rows, reference)
 
 
-def study_table(frame: pd.DataFrame, by: list[str]) -> str:
-    metrics = [m for m in (_column(frame, p) for p in STUDY_METRICS) if m]
+def study_table(frame: pd.DataFrame, by: list[str], prefixes: tuple[str, ...] = STUDY_METRICS) -> str:
+    metrics = [m for m in (_column(frame, p) for p in prefixes) if m]
     return markdown_cells(cell_stats(frame, by, metrics), by, metrics)
 
 
@@ -345,9 +380,17 @@ def coverage_status(inputs: ReportInputs) -> str:
 
 def seed_status(inputs: ReportInputs, verdicts: list[V.Verdict]) -> str:
     decided = sum(v.outcome in V.DECIDED for v in verdicts)
+    seeds = main_seed_rows(inputs)
+    studies = dict(inputs.studies)
+    if seeds is not None:
+        studies["main_table_seeds"] = seeds  # the study's children with the main runs: a row's seeds in all
+    else:
+        studies.pop("main_table_seeds", None)
     parts = [f"{decided} of {len(verdicts)} verdicts can be decided (they need 95 % intervals over "
-             f"≥ {V.MIN_SEEDS} seeds per cell)", "main table: one training seed per run"]  # fmt: skip
-    for name, frame in inputs.studies.items():
+             f"≥ {V.MIN_SEEDS} seeds per cell)"]  # fmt: skip
+    if seeds is None:
+        parts.append("main table: one training seed per run")
+    for name, frame in studies.items():
         by = [c for c in STUDY_CELLS.get(name, []) if c in frame]
         if frame.empty or not by:
             continue
@@ -571,16 +614,24 @@ def compose_report(inputs: ReportInputs, reference: dict | None = None, clips: d
                 "verdicts": verdict_section(verdicts), "header": header(inputs)}  # fmt: skip
 
     main = ["## Main table", ""]
+    seeds = main_seed_rows(inputs)
     if inputs.summaries:
         first = inputs.summaries[0]
+        over = ("the next table has its trained rows over seeds" if seeds is not None else
+                "the studies below have them" + ("; AAD-1's Stage III over seeds from this Stage II run is the warm-up "
+                f"ablation's “{V.WARM}” row" if warm_start_seeds(inputs) is not None else ""))  # fmt: skip
         main += [f"{first['num_clips']} held-out first frames, the same noise for every run (seed {first['seed']}); "
-                 f"Drift over {first['long_video_factor']}× the training length. One training seed per row: no "
-                 "intervals here (the studies below have them"
-                 + ("; AAD-1's Stage III over seeds from this Stage II run is the warm-up ablation's "
-                    f"“{V.WARM}” row)." if warm_start_seeds(inputs) is not None else ")."),
-                 "", main_table(inputs, reference)]  # fmt: skip
+                 f"Drift over {first['long_video_factor']}× the training length. One training run per row: no "
+                 f"intervals here ({over}).", "", main_table(inputs, reference)]  # fmt: skip
     if inputs.missing_runs:
         main += ["", "Missing rows:", "", *[f"- `{r}`" for r in inputs.missing_runs]]
+    if seeds is not None:
+        main += ["", "### The trained rows over seeds", "",
+                 "Mean ± 95 % interval (Student t) over training seeds: the runs above and the main-table-seeds "
+                 "study's (`make study`), each stage from the same input run as the row's run above (Stage II rows "
+                 "from its Stage I run, Stage III from its Stage II run), so a seed varies that stage's training; "
+                 "the same held-out clips and noise.", "",
+                 study_table(seeds, ["method"], MAIN_SEED_METRICS)]  # fmt: skip
     sections["main"] = "\n".join(main)
     heldout = heldout_discriminator_rows(inputs)
     if heldout:

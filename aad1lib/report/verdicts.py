@@ -305,21 +305,35 @@ def warmup_stability(frame: pd.DataFrame | None) -> Verdict:
     return Verdict(claim, decide(cold_div > warm_div or versus == "worse", versus == "better", seeds), evidence)
 
 
-# ---- main table (one training seed per row; Stage III vs II from the warm-up study's seeds) ------------------------
+# ---- main table (its trained rows over seeds where measured; Stage III vs II from Stage III seeds) ----------------
 def main_table_verdicts(
-    summaries: list[dict], speed: dict | None, warm_cell: pd.DataFrame | None = None
-) -> list[Verdict]:
-    """AAD-1 (1 step) vs the 4-step baselines on Drift and motion, Stage III vs its Stage II warm start, and the
-    measured speed-up. Every main-table row is one training run (one seed), so the baseline comparison says
-    ``one seed`` and which way the means lean; Stage III vs Stage II is decided from ``warm_cell`` (the warm-up
-    study's Stage III seeds from that Stage II run) when it has them; the speed-up is one benchmark run (medians of
-    a few timings, no interval): ``one measurement``."""
+    summaries: list[dict], speed: dict | None, warm_cell: pd.DataFrame | None = None,
+    seeds: pd.DataFrame | None = None,
+) -> list[Verdict]:  # fmt: skip
+    """AAD-1 (1 step) vs the 4-step baselines on Drift, Stage III vs its Stage II warm start, and the measured
+    speed-up. ``seeds``: the main table's trained rows over seeds (one row per run, column ``method``: the main
+    runs and the main-table-seeds study); without it every row is one run, so the baseline comparison says ``one
+    seed`` and which way the means lean. Stage III vs Stage II is decided from ``warm_cell`` (Stage III seeds from
+    that Stage II run) when it has them; the speed-up is one benchmark run (medians of a few timings, no interval):
+    ``one measurement``."""
     out = []
     ours = next((s for s in summaries if s["stage"] == "stage3"), None)
     baselines = [s for s in summaries if s.get("steps_per_chunk") == 4]
     claim = "One-step AAD-1 drifts less than the 4-step autoregressive baselines."
     if ours is None or not baselines or not ours["drift"]["applicable"]:
         out.append(_not_run(claim, "Stage III or 4-step baseline summaries"))
+    elif seeds is not None and {ours["method"], *(b["method"] for b in baselines)} <= set(seeds["method"]):
+        drifts = {m: _stat(_cell(seeds, method=m), DRIFT) for m in [ours["method"], *(b["method"] for b in baselines)]}
+        evidence = "Drift ↓ over seeds: " + ", ".join(f"{k} {fmt(v)}" for k, v in drifts.items()) + "."
+        mine = drifts.pop(ours["method"])
+        n = min(v[2] for v in [mine, *drifts.values()])
+        if n < MIN_SEEDS:
+            less = [mine[0] < v[0] for v in drifts.values()]
+            out.append(_verdict(claim, evidence, all(less), not any(less), n))
+        else:
+            versus = [compare(mine, v, lower_is_better=True) for v in drifts.values()]
+            out.append(Verdict(claim, decide(all(v == "better" for v in versus), any(v == "worse" for v in versus),
+                                             n), evidence))  # fmt: skip
     else:
         drifts = {s["method"]: s["drift"]["value"] for s in [ours, *baselines]}
         less = [drifts[ours["method"]] < drifts[b["method"]] for b in baselines]

@@ -2,7 +2,9 @@
 
 - discriminator ablation: D attention {bidirectional, causal} × logit {video, frame} (the paper's 2×2);
 - λ sweep: λ of the approximate R1/R2 (optionally × its σ);
-- DMD warm-up ablation: Stage III from the Stage II run vs from that run's Stage I run.
+- DMD warm-up ablation: Stage III from the Stage II run vs from that run's Stage I run;
+- main-table seeds: the main table's trained rows (the 4-step baselines, AAD-1 Stage II and III) again with other
+  seeds, each stage from the same input run as its main run, so those rows get intervals.
 
 Every child states all Stage III axes explicitly (unvaried ones from the preset), so the same configuration
 asked for by two studies is one child and trains once (e.g. bidirectional/video at λ = 20).
@@ -46,15 +48,39 @@ def stage3_child(
         raise ValueError(f"not a Stage III notebook parameter: {unknown}")
     if steps is not None:
         params["steps"] = int(steps)
+    readable = f"{params['disc_attention'][:5]}-{params['disc_logit']}-lam{params['lam']:g}-seed{seed}"
+    kind = f"s3from{init_run.info['stage'][-1]}"  # log every update: stability
+    return trained_child("03_adversarial", "stage3", kind, readable, preset, init_run, seed, labels, params,
+                         num_clips, long_video_factor, runs_root, studies_root, log_every=1)  # fmt: skip
+
+
+def trained_child(
+    notebook: str,
+    stage: str,
+    kind: str,
+    readable: str,
+    preset: str,
+    init_run: RunFolder,
+    seed: int,
+    labels: dict[str, Any],
+    params: dict[str, Any],
+    num_clips: int,
+    long_video_factor: int,
+    runs_root: Path | None,
+    studies_root: Path | None,
+    **logging: Any,
+) -> Child:
+    """One stage notebook from ``init_run`` with ``params`` and ``seed``, then 06_evaluate on the run it trained.
+    The child's name hashes everything that defines the run; ``logging`` parameters (e.g. ``log_every``) don't."""
     init_path = init_run.path.resolve()
     evaluation = dict(num_clips=num_clips, long_video_factor=long_video_factor)
     identity = dict(preset=preset, init=str(init_path), seed=seed, params=params, evaluation=evaluation)
-    readable = f"{params['disc_attention'][:5]}-{params['disc_logit']}-lam{params['lam']:g}-seed{seed}"
-    name = child_name(f"{CHILD_PREFIX}-s3from{init_run.info['stage'][-1]}", readable, identity)
-    run_path = Path(runs_root or RUNS_ROOT) / f"stage3-{preset}-{name}"
-    train = NotebookStep(
-        "03_adversarial", dict(preset=preset, init_from=str(init_path), run_name=name, seed=seed, log_every=1, **params)
-    )  # fmt: skip  (every update: stability)
+    if notebook != "03_adversarial":  # (Stage III children keep the names they had before other notebooks)
+        identity["notebook"] = notebook
+    name = child_name(f"{CHILD_PREFIX}-{kind}", readable, identity)
+    run_path = Path(runs_root or RUNS_ROOT) / f"{stage}-{preset}-{name}"
+    train = NotebookStep(notebook, dict(preset=preset, init_from=str(init_path), run_name=name, seed=seed, **params,
+                                           **logging))  # fmt: skip
     evaluate = NotebookStep("06_evaluate", dict(preset=preset, runs=[str(run_path)], speed_lengths=[],
                                                 overwrite=True, **evaluation))  # fmt: skip
     return Child(name, (train, evaluate), labels=dict(labels, seed=seed), run_path=str(run_path),
@@ -104,3 +130,40 @@ def warmup_ablation(preset: str, stage2_run: RunFolder, seeds: list[int], **kwar
         for run in (stage2_run, stage1_run)
         for seed in seeds
     ]
+
+
+# The main table's trained rows (eval.plan names them): Stage II notebook parameters of each 4-step baseline
+MAIN_STAGE2_ROWS = {
+    "CausVid-style (4-step)": dict(student_steps=4, rollout="teacher_forced"),
+    "Self-Forcing-style (4-step)": dict(student_steps=4, rollout="self"),
+    "AAD-1 Stage II (DMD, 1-step)": dict(student_steps=1, rollout="self"),
+}
+MAIN_STAGE3_ROW = "AAD-1 (Stage III)"
+
+
+def main_table_seeds(
+    preset: str,
+    stage2_run: RunFolder,
+    seeds: list[int],
+    num_clips: int = 8,
+    long_video_factor: int = 4,
+    runs_root: Path | None = None,
+    studies_root: Path | None = None,
+) -> list[Child]:
+    """The main table's trained rows with ``seeds``: the three Stage II rows from ``stage2_run``'s Stage I run and
+    AAD-1's Stage III (the preset's steps) from ``stage2_run`` — each stage from the run its main run started
+    from, so a seed varies that stage's own training (as in the other studies). Labels: ``{"method": row}``."""
+    if stage2_run.info.get("stage") != "stage2":
+        raise ValueError(f"the main-table seeds start from a Stage II run; {stage2_run.path} is a "
+                         f"{stage2_run.info.get('stage')!r} run")  # fmt: skip
+    stage1_run = RunFolder.open(run_summary(stage2_run)["stage1_run"])
+    evaluation = dict(num_clips=num_clips, long_video_factor=long_video_factor)
+    roots = dict(runs_root=runs_root, studies_root=studies_root)
+    children = []
+    for seed in seeds:
+        for method, params in MAIN_STAGE2_ROWS.items():
+            readable = f"{params['student_steps']}step-{params['rollout']}-seed{seed}"
+            children.append(trained_child("02_dmd_warmup", "stage2", "s2from1", readable, preset, stage1_run, seed,
+                                          {"method": method}, params, **evaluation, **roots))  # fmt: skip
+        children.append(stage3_child(preset, stage2_run, seed, {"method": MAIN_STAGE3_ROW}, **evaluation, **roots))
+    return children

@@ -26,13 +26,18 @@ def child_row(child: Child) -> dict[str, Any]:
     row["diverged"] = bool(status["state"] == "failed" and any(m in (row["error"] or "") for m in DIVERGED_MARKERS))
     run = Path(child.run_path) if child.run_path else None
     if run is not None and (run / "summary.json").exists() and status["state"] == "done":
-        summary = json.loads((run / "summary.json").read_text())
-        row.update(summary["metrics"])
-        if summary["drift"]["applicable"]:
-            row[summary["drift"]["name"]] = summary["drift"]["value"]
+        row.update(summary_metrics(json.loads((run / "summary.json").read_text())))
     if run is not None and (run / "metrics.jsonl").exists():
         row.update(training_signals(run / "metrics.jsonl"))
     return row
+
+
+def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """Every evaluation metric of a run's summary.json, Drift included where it applies."""
+    metrics = dict(summary["metrics"])
+    if summary["drift"]["applicable"]:
+        metrics[summary["drift"]["name"]] = summary["drift"]["value"]
+    return metrics
 
 
 def training_signals(metrics_file: Path) -> dict[str, float]:
