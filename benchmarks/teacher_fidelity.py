@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
                              "progress)")  # fmt: skip
     parser.add_argument("--one-pass", type=float, nargs="*", default=[0.95, 0.4, 0.1], metavar="SIGMA",
                         help="also score the model's one-pass x0 estimate from the true clip noised to each σ (0.95: "
-                             "its conditional mean; none: skip)")  # fmt: skip
+                             "its conditional mean), with each clip's caption and with the next clip's (how much the "
+                             "caption moves it); --one-pass with no σ: skip")  # fmt: skip
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
@@ -79,16 +80,21 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.one_pass:  # the conditional caption, no CFG: the model's own estimate
         condition = I2VConditioner(cfg, codec)(batch["first_frame"])
-        text = text_encoder.encode(batch["prompt"])[0]
-        estimates = one_pass_psnr(model, codec, batch["video"], text, condition, args.one_pass,
-                                  cfg.chunking.context_frames, cfg.seed)  # fmt: skip
+        prompts = batch["prompt"]
+        for key, captions in (("one_pass", prompts), ("one_pass_other_caption", prompts[1:] + prompts[:1])):
+            text = text_encoder.encode(captions)[0]
+            estimates = one_pass_psnr(model, codec, batch["video"], text, condition, args.one_pass,
+                                      cfg.chunking.context_frames, cfg.seed)  # fmt: skip
+            results[key] = {f"{k:g}": v for k, v in estimates.items()}
         copy = results and next(iter(results.values()))["psnr_copy"]
-        print("--- one forward pass from the true clip noised to σ, PSNR per generated frame (dB)")
-        for sigma, psnr in estimates.items():
-            print(f"σ = {sigma:4.2f}: " + " ".join(f"{p:5.1f}" for p in psnr))
+        print("--- one forward pass from the true clip noised to σ, PSNR per generated frame (dB): its caption / the "
+              "next clip's")  # fmt: skip
+        for sigma, own in results["one_pass"].items():
+            other = results["one_pass_other_caption"][sigma]
+            pairs = zip(own, other, strict=True)
+            print(f"σ = {float(sigma):4.2f}: " + " ".join(f"{p:5.1f}/{q:4.1f}" for p, q in pairs))
         if copy:
-            print("copy:     " + " ".join(f"{p:5.1f}" for p in copy))
-        results["one_pass"] = {f"{k:g}": v for k, v in estimates.items()}
+            print("copy:     " + " ".join(f"{p:10.1f}" for p in copy))
     (out / "fidelity.json").write_text(json.dumps(dict(run=str(run.path), clips=len(batch["video"]), **results)))
     print(f"wrote {out}")
 

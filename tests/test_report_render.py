@@ -396,6 +396,10 @@ def test_main_table_rows_over_seeds_pool_the_main_runs_with_the_seeds_study(tmp_
         (Path(summary["run_path"]) / "config.yaml").write_text("seed: 0\n")
     trained = [s["method"] for s in inputs.summaries if s["stage"] != "teacher"]
     children = _study([{"method": m} for m in trained], seeds=2).assign(seed=lambda f: f["seed"] + 1)
+    children["run"] = [str(tmp_path / f"child-{i}") for i in range(len(children))]
+    for run in children["run"]:  # every Stage II seed kept its step 0 (the Stage I model)
+        Path(run).mkdir()
+        (Path(run) / "finished.json").write_text(json.dumps(dict(best_step=0)))
     inputs.studies["main_table_seeds"] = children
     inputs.study_meta["main_table_seeds"] = dict(init_from=stage2["run_path"], init_finished=100.0, seeds=[1, 2])
 
@@ -407,6 +411,7 @@ def test_main_table_rows_over_seeds_pool_the_main_runs_with_the_seeds_study(tmp_
     assert drift.outcome in V.DECIDED and "over seeds" in drift.evidence
     assert "main table: one training seed per run" not in seed_status(inputs, report.verdicts)
     assert "main table seeds: 3 finished seeds in each of 4 cells" in seed_status(inputs, report.verdicts)
+    assert "Stage II runs: 6 of 6 kept step 0 — every seed of those rows is the Stage I model" in report.markdown
 
     (Path(stage2["run_path"]) / "finished.json").write_text(json.dumps(dict(stage="stage2", finished=200.0)))
     assert main_seed_rows(inputs) is None  # Stage II retrained since: the seeds belong to another run

@@ -485,7 +485,7 @@ def warm_start_status(inputs: ReportInputs) -> str:
         if info.get("best_step") is not None:
             kept.append((summary, info))
     if not kept:
-        return "No finished Stage II run with validation in the main table."
+        return "No finished Stage II run with validation in the main table." + seeds_kept_status(inputs)
     parts = [f"`{s['run']}` kept step {i['best_step']} (teacher validation loss {i['best_val']:.5f}, at step 0 "
              f"{i['initial_val']:.5f})" for s, i in kept]  # fmt: skip
     text = "; ".join(parts) + "."
@@ -501,7 +501,24 @@ def warm_start_status(inputs: ReportInputs) -> str:
         if any(s.get("steps_per_chunk") == 4 for s in at_zero):
             text += "; a 4-step baseline kept at step 0 is Stage I sampled with 4 steps"
         text += "."
-    return text
+    return text + seeds_kept_status(inputs)
+
+
+def seeds_kept_status(inputs: ReportInputs) -> str:
+    """Which step the Stage II runs of the main-table seeds kept: all at step 0 = one set of weights per row."""
+    seeds, main = main_seed_rows(inputs), {s["run_path"] for s in inputs.summaries}
+    if seeds is None:
+        return ""
+    runs = [Path(r) for r, m in zip(seeds["run"], seeds["method"], strict=True)
+            if m in designs.MAIN_STAGE2_ROWS and r not in main and (Path(r) / "finished.json").exists()]  # fmt: skip
+    kept = [json.loads((run / "finished.json").read_text()).get("best_step") for run in runs]
+    if not kept:
+        return ""
+    at_zero = sum(step == 0 for step in kept)
+    text = f" The main-table seeds' Stage II runs: {at_zero} of {len(kept)} kept step 0"
+    if at_zero == len(kept) and at_zero:
+        text += " — every seed of those rows is the Stage I model, so their intervals over seeds have zero width"
+    return text + "."
 
 
 def _shown_path(path: Path) -> Path:
