@@ -209,38 +209,18 @@ def test_resume_refuses_a_crafted_pickle_in_the_run_folder(tmp_path):
 def test_stage_state_and_checkpointed_folders_resume_as_they_were_at_the_checkpoint(tmp_path):
     """Stage II's early-stopping record and best weights (Stage III's D counter alike) must not come back from a
     killed run's later steps: a resumed run replays those steps and would count them twice."""
-    from diffusers.optimization import get_scheduler
+    from resume_worker import start_loop  # the same loop the 2-process test resumes
 
     cfg = _tiny()  # checkpoint every 3 steps
-
-    def start_loop(interrupt_at=None):
-        loop = TrainLoop("state", "tiny", cfg.to_dict(), cfg.train, cfg.seed, run_name="x", runs_root=tmp_path)
-        model = loop.add_model("m", torch.nn.Linear(2, 1), lambda params: torch.optim.AdamW(params, lr=0.1),
-                               lambda opt: get_scheduler("constant", opt))  # fmt: skip
-        loop.state["updates"] = 0
-        loop.checkpointed_folders.append("best_model")
-
-        def step_fn(step, gen):
-            if step == interrupt_at:
-                raise KeyboardInterrupt
-            loss = model(torch.randn(4, 2, generator=gen)).pow(2).mean()
-            loop.optimize("m", loss)
-            loop.state["updates"] += 1
-            (loop.run.path / "best_model").mkdir(exist_ok=True)
-            (loop.run.path / "best_model" / "step.txt").write_text(str(step))
-            return {"loss": loss.item()}
-
-        return loop, step_fn
-
-    loop, step_fn = start_loop(interrupt_at=5)
+    loop, step_fn = start_loop(cfg, tmp_path, interrupt_at=5)
     with pytest.raises(KeyboardInterrupt):
         loop.fit(step_fn, max_steps=6)
     best_file = loop.run.path / "best_model" / "step.txt"
     assert best_file.read_text() == "4" and loop.state["updates"] == 5  # the killed run got past its checkpoint
 
-    loop, step_fn = start_loop()
+    loop, step_fn = start_loop(cfg, tmp_path)
     assert loop.resume() == 3
     assert loop.state["updates"] == 3 and best_file.read_text() == "2"  # as at the checkpoint after 3 steps
-    loop, step_fn = start_loop()
+    loop, step_fn = start_loop(cfg, tmp_path)
     loop.fit(step_fn, max_steps=6)
     assert loop.state["updates"] == 6 and best_file.read_text() == "5"
