@@ -49,7 +49,8 @@ def stage3_child(
     if steps is not None:
         params["steps"] = int(steps)
     readable = f"{params['disc_attention'][:5]}-{params['disc_logit']}-lam{params['lam']:g}-seed{seed}"
-    kind = f"s3from{init_run.info['stage'][-1]}"  # log every update: stability
+    kind = f"s3from{init_run.info['stage'][-1]}"
+    # log_every=1: every update, for the stability signals
     return trained_child("03_adversarial", "stage3", kind, readable, preset, init_run, seed, labels, params,
                          num_clips, long_video_factor, runs_root, studies_root, log_every=1)  # fmt: skip
 
@@ -132,7 +133,7 @@ def warmup_ablation(preset: str, stage2_run: RunFolder, seeds: list[int], **kwar
     ]
 
 
-# The main table's trained rows (eval.plan names them): Stage II notebook parameters of each 4-step baseline
+# The main table's trained rows as eval.plan names them: the 02_dmd_warmup parameters of each Stage II row
 MAIN_STAGE2_ROWS = {
     "CausVid-style (4-step)": dict(student_steps=4, rollout="teacher_forced"),
     "Self-Forcing-style (4-step)": dict(student_steps=4, rollout="self"),
