@@ -33,9 +33,9 @@ def start_loop(cfg, root: Path, interrupt_at: int | None = None):
     return loop, step_fn
 
 
-def main(root: Path, parallel: str) -> None:
+def main(root: Path, parallel: str, precision: str) -> None:
     cfg = load_preset("tiny", {"train.checkpoint_every": 3, "train.tracker": "none", "train.parallel": parallel,
-                               "train.mixed_precision": "no"})  # fmt: skip
+                               "train.mixed_precision": precision})  # fmt: skip
     seen: dict = {}
     best = root / "state-tiny-x" / "best_model" / "step.txt"
     loop, step_fn = start_loop(cfg, root, interrupt_at=5)
@@ -57,4 +57,4 @@ def main(root: Path, parallel: str) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2])
+    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3])

@@ -12,10 +12,11 @@ WORKER = Path(__file__).with_name("resume_worker.py")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parallel", ["ddp", "fsdp2"])
-def test_two_process_resume_restores_stage_state_and_folders_on_every_rank(tmp_path, parallel):
+@pytest.mark.parametrize("parallel, precision", [("ddp", "no"), ("fsdp2", "no"), ("fsdp2", "bf16")])
+def test_two_process_resume_restores_stage_state_and_folders_on_every_rank(tmp_path, parallel, precision):
+    """fsdp2 + bf16: the Wan presets' own settings."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(WORKER), str(tmp_path),
-           parallel]  # fmt: skip
+           parallel, precision]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
