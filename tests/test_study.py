@@ -11,7 +11,13 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from aad1lib.run_folder import RunFolder
 from aad1lib.study.children import Child, NotebookStep, read_manifest, write_manifest
-from aad1lib.study.designs import discriminator_ablation, lambda_sweep, main_table_seeds, warmup_ablation
+from aad1lib.study.designs import (
+    WARMUP_LABELS,
+    discriminator_ablation,
+    lambda_sweep,
+    main_table_seeds,
+    warmup_ablation,
+)
 from aad1lib.study.executor import run_children
 
 
@@ -162,6 +168,18 @@ def test_main_table_seeds_retrain_each_trained_row_from_its_main_runs_input(tmp_
         assert generation_plan(load_preset("tiny"), trained).method == child.labels["method"]
     with pytest.raises(ValueError, match="start from a Stage II run"):
         main_table_seeds("tiny", stage1, [1])
+
+
+def test_warmup_ablation_skips_the_stage1_cell_when_stage2_kept_its_stage1_weights(tmp_path):
+    """Stage II at best step 0 IS its Stage I model: Stage III from Stage I would be the same runs again."""
+    stage1 = _fake_run(tmp_path, "stage1-tiny-a", "stage1")
+    kw = dict(runs_root=tmp_path, studies_root=tmp_path / "studies")
+    moved = _fake_run(tmp_path, "stage2-tiny-a", "stage2", stage1_run=str(stage1.path), best_step=10)
+    kept = _fake_run(tmp_path, "stage2-tiny-b", "stage2", stage1_run=str(stage1.path), best_step=0)
+    assert {c.labels["init"] for c in warmup_ablation("tiny", moved, [0, 1], **kw)} == set(WARMUP_LABELS.values())
+    children = warmup_ablation("tiny", kept, [0, 1], **kw)
+    assert len(children) == 2 and {c.labels["init"] for c in children} == {WARMUP_LABELS["stage2"]}
+    assert {c.steps[0].parameters["init_from"] for c in children} == {str(kept.path.resolve())}
 
 
 def test_warmup_ablation_needs_a_stage2_run(tmp_path):

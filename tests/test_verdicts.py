@@ -113,6 +113,16 @@ def test_warmup_verdicts_change_with_the_data():
     assert V.warmup_quality(warmup(steady, steady)).outcome == "inconclusive"
 
 
+def test_warmup_verdicts_say_why_when_stage2_kept_its_stage1_weights():
+    """Only the warm cell (designs.warmup_ablation skips the cold one when Stage II kept step 0): inconclusive,
+    with that reason; no cell at all: not run."""
+    warm_only = warmup(MOVING)[lambda f: f["init"] == V.WARM]
+    for verdict in (V.warmup_quality(warm_only), V.warmup_stability(warm_only)):
+        assert verdict.outcome == "inconclusive" and "kept its Stage I weights" in verdict.evidence
+    assert V.warmup_quality(warmup(MOVING)[lambda f: f["init"] == V.COLD]).outcome == "not run"
+    assert V.warmup_stability(None).outcome == "not run"
+
+
 def _summary(stage, steps, method, drift, ratio):
     return dict(stage=stage, steps_per_chunk=steps, method=method, drift=dict(applicable=True, value=drift),
                 metrics={"Motion Ratio (DIS)": ratio})  # fmt: skip

@@ -264,10 +264,26 @@ def lambda_twenty_best(frame: pd.DataFrame | None) -> Verdict:
 WARM, COLD = "Stage II (DMD warm-up)", "Stage I (no warm-up)"
 
 
+def _warmup_cells_missing(claim: str, frame: pd.DataFrame | None) -> Verdict | None:
+    """The verdict when a warm-up cell is missing: the study did not run, or (only the warm cell) its Stage II run
+    kept its Stage I weights, so no run without the warm-up differs from one with it (designs.warmup_ablation)."""
+    cells = set() if frame is None or frame.empty else set(frame["init"])
+    if {WARM, COLD} <= cells:
+        return None
+    if cells == {WARM}:
+        return Verdict(
+            claim,
+            "inconclusive",
+            "Not testable from this Stage II run: it kept its Stage I weights "
+            "(step 0), so Stage III without the warm-up is the same run as with it (not trained again).",
+        )
+    return _not_run(claim, "warm-up ablation")
+
+
 def warmup_quality(frame: pd.DataFrame | None) -> Verdict:
     claim = "Without the DMD warm-up (Stage III straight from Stage I) quality drops."
-    if frame is None or frame.empty or not {WARM, COLD} <= set(frame["init"]):
-        return _not_run(claim, "warm-up ablation")
+    if (missing := _warmup_cells_missing(claim, frame)) is not None:
+        return missing
     warm, cold = _cell(frame, init=WARM), _cell(frame, init=COLD)
     verdicts, parts = [], []
     for prefix, lower in ((DRIFT, True), (QUALITY, False), (MOTION_RATIO, None)):
@@ -290,8 +306,8 @@ def warmup_quality(frame: pd.DataFrame | None) -> Verdict:
 
 def warmup_stability(frame: pd.DataFrame | None) -> Verdict:
     claim = "Without the DMD warm-up adversarial training is unstable."
-    if frame is None or frame.empty or not {WARM, COLD} <= set(frame["init"]):
-        return _not_run(claim, "warm-up ablation")
+    if (missing := _warmup_cells_missing(claim, frame)) is not None:
+        return missing
     warm, cold = _cell(frame, init=WARM), _cell(frame, init=COLD)
     a, b = _stat(cold, "G grad-norm std"), _stat(warm, "G grad-norm std")
     cold_div, warm_div = int(cold["diverged"].sum()), int(warm["diverged"].sum())

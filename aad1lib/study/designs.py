@@ -121,16 +121,26 @@ def lambda_sweep(
 
 
 def warmup_ablation(preset: str, stage2_run: RunFolder, seeds: list[int], **kwargs) -> list[Child]:
-    """AAD-1's Stage III from the Stage II run (with DMD warm-up) and from the Stage I run it started from."""
+    """AAD-1's Stage III from the Stage II run (with DMD warm-up) and from the Stage I run it started from —
+    the Stage I cell only when the Stage II run moved (see :func:`kept_stage1_weights`)."""
     if stage2_run.info.get("stage") != "stage2":
         raise ValueError(f"the warm-up ablation starts from a Stage II run; {stage2_run.path} is a "
                          f"{stage2_run.info.get('stage')!r} run")  # fmt: skip
-    stage1_run = RunFolder.open(run_summary(stage2_run)["stage1_run"])
+    inits = [stage2_run]
+    if not kept_stage1_weights(stage2_run):
+        inits.append(RunFolder.open(run_summary(stage2_run)["stage1_run"]))
     return [
         stage3_child(preset, run, seed, {"init": WARMUP_LABELS[run.info["stage"]]}, **kwargs)
-        for run in (stage2_run, stage1_run)
+        for run in inits
         for seed in seeds
     ]
+
+
+def kept_stage1_weights(stage2_run: RunFolder) -> bool:
+    """Whether the Stage II run kept step 0 (DMD raised the teacher's validation loss at every evaluation): its
+    model IS its Stage I model, so Stage III from Stage I would repeat Stage III from Stage II bit for bit (measured
+    on demo, session 7: every metric of the 3 seeds equal) — the warm-up ablation then has nothing to compare."""
+    return run_summary(stage2_run).get("best_step") == 0
 
 
 # The main table's trained rows as eval.plan names them: the 02_dmd_warmup parameters of each Stage II row
