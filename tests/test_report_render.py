@@ -309,7 +309,7 @@ def test_status_says_whether_the_teacher_beats_copying_the_first_frame(tmp_path)
 
 def test_status_says_when_stage2_kept_its_first_step_and_the_warm_up_ablation_compares_equal_weights(tmp_path):
     """Early stopping that keeps Stage II's step 0 makes the warm start the Stage I model: the status block must
-    say so (the warm-up ablation then starts Stage III from the same weights twice; a 4-step baseline at step 0 is
+    say so (the warm-up ablation then has no Stage-I cell to train; a 4-step baseline at step 0 is
     Stage I sampled with 4 steps); a later best step must not."""
     from aad1lib.report.render import ReportInputs, warm_start_status
 
@@ -321,7 +321,8 @@ def test_status_says_when_stage2_kept_its_first_step_and_the_warm_up_ablation_co
         summaries.append({"stage": "stage2", "steps_per_chunk": steps, "run": name, "run_path": str(run)})
     inputs = ReportInputs("demo", summaries, [], None)
     text = warm_start_status(inputs)
-    assert "`stage2-demo` kept step 0" in text and "same weights twice" in text and "sampled with 4 steps" in text
+    assert "`stage2-demo` kept step 0" in text and "no run without the warm-up" in text
+    assert "sampled with 4 steps" in text
     (tmp_path / "stage2-demo" / "finished.json").write_text(json.dumps(dict(info, best_step=15, best_val=0.003)))
     text = warm_start_status(inputs)
     assert "`stage2-demo` kept step 15" in text and "same weights" not in text and "1 of 2 runs" in text

@@ -476,8 +476,8 @@ def teacher_status(inputs: ReportInputs) -> str:
 
 def warm_start_status(inputs: ReportInputs) -> str:
     """Which step each Stage II run kept (early stopping on the teacher's validation loss): step 0 means the run IS
-    its Stage I model, so the DMD warm-up ablation compares Stage III from the same weights twice and a 4-step
-    baseline is Stage I sampled with 4 steps."""
+    its Stage I model, so the DMD warm-up ablation has no Stage-I cell to train (designs.kept_stage1_weights) and a
+    4-step baseline is Stage I sampled with 4 steps."""
     kept = []
     for summary in (s for s in inputs.summaries if s["stage"] == "stage2"):
         finished = Path(summary["run_path"]) / "finished.json"
@@ -495,8 +495,8 @@ def warm_start_status(inputs: ReportInputs) -> str:
                  "therefore keep their Stage I weights")  # fmt: skip
         if main is not None and any(s["run"] == main["run"] for s in at_zero):
             text += (
-                ": the warm start is the Stage I model and the DMD warm-up ablation starts Stage III from the same "
-                "weights twice"
+                ": the warm start is the Stage I model, so the DMD warm-up ablation has no run without the warm-up "
+                "that would differ (not trained)"
             )
         if any(s.get("steps_per_chunk") == 4 for s in at_zero):
             text += "; a 4-step baseline kept at step 0 is Stage I sampled with 4 steps"
