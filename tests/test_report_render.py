@@ -301,9 +301,18 @@ def test_status_says_whether_the_teacher_beats_copying_the_first_frame(tmp_path)
     (checkpoint / "fidelity.json").write_text(json.dumps({"clips": 16, "cfg1": dict(result, guidance_scale=1.0),
                                                           "cfg3": dict(result, guidance_scale=3.0)}))  # fmt: skip
     inputs = ReportInputs("demo", [{"kind": "teacher", "run_path": str(run)}], [], None)
-    text = teacher_status(inputs)
+    text = teacher_status(inputs)  # no config.yaml in the run: the largest CFG scale measured
     assert "CFG 3" in text and "22.17 dB vs 22.83 dB" in text and "at or below it at 2 of 3" in text
     assert "does not beat copying" in text and "0.95 ×" in text
+    # with the run's config, the result of its own sampler (CFG 1, 8 steps), not another step count or scale
+    better = dict(result, psnr_teacher=[27.5, 22.0, 21.0], psnr_teacher_mean=23.5, beats_copy_every_frame=True)
+    (checkpoint / "fidelity.json").write_text(json.dumps({
+        "clips": 16, "cfg1": dict(result, guidance_scale=1.0, steps=24, sampler="euler"),
+        "cfg1-8steps": dict(better, guidance_scale=1.0, steps=8, sampler="euler"),
+        "cfg3": dict(result, guidance_scale=3.0, steps=8, sampler="euler")}))  # fmt: skip
+    (run / "config.yaml").write_text("sampling: {guidance_scale: 1.0, teacher_steps: 8}\n")
+    text = teacher_status(inputs)
+    assert "CFG 1, 8 euler steps" in text and "23.50 dB vs 22.83 dB" in text and "above 3 generated" in text
     assert "Not measured" in teacher_status(ReportInputs("demo", [], [], None))
 
 

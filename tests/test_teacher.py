@@ -43,13 +43,13 @@ def test_pretrained_preset_loads_local_wan_checkpoint_instead_of_training(tmp_pa
 
 
 def test_demo_preset_loads_its_committed_teacher_from_a_repository_relative_path():
-    """demo.yaml names experiments/checkpoints/demo-teacher relative to the repository root (any working
+    """demo.yaml names experiments/checkpoints/demo-teacher-long relative to the repository root (any working
     directory: papermill runs in notebooks/); the checkpoint holds a trained residual teacher of the preset's sizes."""
     from aad1lib.builders import build_wan
     from aad1lib.paths import ROOT
 
     cfg = load_preset("demo")
-    assert cfg.model.pretrained == str(ROOT / "experiments/checkpoints/demo-teacher")
+    assert cfg.model.pretrained == str(ROOT / "experiments/checkpoints/demo-teacher-long")
     assert cfg.model.residual_to_first_frame and cfg.data.background_blur > 0
     model = build_wan(cfg)  # check_pretrained_sizes: the preset's sizes describe the checkpoint
     assert model.proj_out.weight.abs().sum() > 0  # trained, not the zero-initialised output of a fresh residual model

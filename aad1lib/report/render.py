@@ -453,19 +453,28 @@ def teacher_fidelity_file(teacher_run: Path) -> Path | None:
     return Path(loaded) / "fidelity.json" if loaded and (Path(loaded) / "fidelity.json").exists() else None
 
 
+def _result_for_sampler(results: list[dict], teacher_run: Path) -> dict:
+    """The fidelity result measured with the teacher run's own sampler (CFG scale, and step count where recorded);
+    without a config or a match, the largest CFG scale measured."""
+    sampling = RunFolder(teacher_run).config.get("sampling", {}) if (teacher_run / "config.yaml").exists() else {}
+    same = [r for r in results if r["guidance_scale"] == sampling.get("guidance_scale")]
+    same_steps = [r for r in same if r.get("steps") == sampling.get("teacher_steps")]
+    return (same_steps or same or [max(results, key=lambda r: r["guidance_scale"])])[0]
+
+
 def teacher_status(inputs: ReportInputs) -> str:
     """Does the teacher do image-to-video: PSNR per generated frame vs the copy baseline, and its frame-to-frame
-    change vs the data's, at the preset's CFG scale (``fidelity.json``, aad1lib.eval.teacher_fidelity)."""
+    change vs the data's, with the run's own sampler (``fidelity.json``, aad1lib.eval.teacher_fidelity)."""
     teacher = next((s for s in inputs.summaries if s.get("kind") == "teacher"), None)
     file = teacher_fidelity_file(Path(teacher["run_path"])) if teacher else None
     if file is None:
         return "Not measured (no fidelity.json: run benchmarks/teacher_fidelity.py on the teacher run)."
     measured = json.loads(file.read_text())
-    results = {k: v for k, v in measured.items() if isinstance(v, dict) and "psnr_teacher" in v}
-    key = max(results, key=lambda k: results[k]["guidance_scale"])  # the preset's scale is the largest measured
-    r = results[key]
+    results = [v for v in measured.values() if isinstance(v, dict) and "psnr_teacher" in v]
+    r = _result_for_sampler(results, Path(teacher["run_path"]))
     below = sum(t <= c for t, c in zip(r["psnr_teacher"], r["psnr_copy"], strict=True))
-    return (f"on {measured.get('clips', '?')} held-out clips at CFG {r['guidance_scale']:g}, mean PSNR "
+    sampler = f", {r['steps']} {r.get('sampler', '')} steps" if "steps" in r else ""
+    return (f"on {measured.get('clips', '?')} held-out clips at CFG {r['guidance_scale']:g}{sampler}, mean PSNR "
             f"{r['psnr_teacher_mean']:.2f} dB vs {r['psnr_copy_mean']:.2f} dB for repeating the first frame, "
             f"{'above' if not below else f'at or below it at {below} of'} {len(r['psnr_teacher'])} generated frames; "
             f"frame-to-frame change {r['frame_change_ratio']:.2f} × the data's. "
