@@ -312,7 +312,11 @@ def test_status_says_whether_the_teacher_beats_copying_the_first_frame(tmp_path)
         "cfg3": dict(result, guidance_scale=3.0, steps=8, sampler="euler")}))  # fmt: skip
     (run / "config.yaml").write_text("sampling: {guidance_scale: 1.0, teacher_steps: 8}\n")
     text = teacher_status(inputs)
-    assert "CFG 1, 8 euler steps" in text and "23.50 dB vs 22.83 dB" in text and "above 3 generated" in text
+    assert (
+        "CFG 1, 8 euler steps" in text
+        and "23.50 dB vs 22.83 dB" in text
+        and "above it at all 3 generated frames" in text
+    )
     assert "Not measured" in teacher_status(ReportInputs("demo", [], [], None))
 
 
@@ -371,6 +375,29 @@ def test_report_plots_the_main_stage3_runs_heldout_discriminator_accuracy(tmp_pa
     assert list(pair.get_xdata()) == [0, 10] and list(pair.get_ydata()) == [0.6, 0.95]
     assert any(list(line.get_xdata()) == [10, 10] for line in figure.axes[0].lines)  # G starts
     assert "figures/stage3_discriminator.png" in report.markdown and "every 10 steps" in report.markdown
+
+
+def test_adversarial_status_judges_the_discriminator_by_its_heldout_pair_accuracy(tmp_path):
+    """A d_loss within 5 % of 2 ln 2 reads as chance only when no held-out evaluation says otherwise: with pair
+    accuracy >= 0.9 at most evaluations after the first the status says D separates real from generated clips; with
+    pair accuracy at chance it keeps the warning."""
+    from aad1lib.report.render import adversarial_status
+
+    inputs = fake_inputs(tmp_path)
+    run = Path(inputs.summaries[-1]["run_path"])
+    base = (run / "metrics.jsonl").read_text()
+    train = [dict(step=s, d_loss=1.37, d_real=0.05, d_fake=0.0) for s in range(20)]  # near 2 ln 2 = 1.386
+
+    def status(pair_accuracies):
+        evals = [dict(step=10 * i, d_acc=0.6, d_pair_acc=a) for i, a in enumerate(pair_accuracies)]
+        (run / "metrics.jsonl").write_text(base + "".join(json.dumps(r) + "\n" for r in train + evals))
+        return adversarial_status(inputs)
+
+    learned = status([0.69, 1.0, 1.0, 0.81, 0.94])
+    assert "≥ 0.9 at 3 of the 4 after step 0" in learned and "separates held-out real clips" in learned
+    assert "barely separates" not in learned
+    chance = status([0.5, 0.56, 0.5, 0.62, 0.44])
+    assert "≥ 0.9 at 0 of the 4" in chance and "barely separates" in chance and "separates held-out" not in chance
 
 
 def test_studies_from_an_earlier_run_of_the_main_stage2_folder_are_flagged(tmp_path):
