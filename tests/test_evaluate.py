@@ -111,3 +111,28 @@ def test_latest_of_a_stage_without_runs_names_the_notebook_to_run_first(pipeline
     with pytest.raises(ValueError, match="latest:teacher"):
         resolve_spec("latest:stage9", "tiny", pipeline["root"])
     assert resolve_spec("latest:stage2?student_steps=1", "tiny", pipeline["root"]).path == pipeline["stage2"].path
+
+
+def test_stage2_criterion_benchmark_scores_real_static_and_sampled_clips_with_stage2s_validation_loss(pipeline, capsys):
+    """benchmarks/stage2_criterion.py prints the teacher denoising loss (Stage II's early-stopping criterion) of the
+    held-out clips and of their static copies — equal to the loss recomputed here — and one line per run."""
+    import runpy
+
+    from aad1lib.losses import teacher_denoising_loss
+    from aad1lib.paths import ROOT
+
+    cfg, teacher = pipeline["cfg"], pipeline["teacher"]
+    script = runpy.run_path(str(ROOT / "benchmarks" / "stage2_criterion.py"), run_name="stage2_criterion")
+    script["main"](["--preset", "tiny", "--teacher-run", str(teacher.path), "--clips", "2",
+                    "--runs", str(teacher.path), str(pipeline["stage2"].path)])  # fmt: skip
+    lines = {line[:40].strip(): float(line[40:]) for line in capsys.readouterr().out.splitlines()[1:]}
+    assert list(lines) == ["held-out real clips", "static copy of the first frame", teacher.path.name,
+                           pipeline["stage2"].path.name]  # fmt: skip
+    inputs, model = eval_inputs(cfg, 2, 1, cfg.seed), load_run_model(teacher).eval()
+    static = inputs.latents[:, :, : cfg.chunking.context_frames].expand_as(inputs.latents)
+    with torch.no_grad():
+        for name, video in (("held-out real clips", inputs.latents), ("static copy of the first frame", static)):
+            ctx = cfg.chunking.context_frames
+            expected = teacher_denoising_loss(model, video, inputs.text, ctx, cfg.seed, inputs.condition)
+            assert lines[name] == pytest.approx(expected, abs=5e-6)
+    assert all(math.isfinite(v) and v > 0 for v in lines.values())
