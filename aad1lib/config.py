@@ -422,6 +422,12 @@ def load_preset(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     return cfg.validate()
 
 
+def from_run_config(raw: dict[str, Any]) -> ExperimentConfig:
+    """The resolved ExperimentConfig a run saved in its config.yaml (``RunFolder.config``), without the stage's
+    notebook parameters."""
+    return from_dict(ExperimentConfig, {k: v for k, v in raw.items() if k not in ("notebook", "init_from")}, "")
+
+
 def apply_override(cfg: Any, dotted_key: str, value: Any) -> None:
     """Set ``cfg.a.b = value`` with the same type checks as loading."""
     *parents, leaf = dotted_key.split(".")

@@ -14,7 +14,7 @@ import argparse
 import torch
 
 from aad1lib.builders import load_run_model
-from aad1lib.config import ExperimentConfig, from_dict
+from aad1lib.config import from_run_config
 from aad1lib.eval.generate import eval_inputs, generate_latents
 from aad1lib.eval.plan import generation_plan
 from aad1lib.losses import teacher_denoising_loss
@@ -31,8 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     teacher_run = resolve_spec(args.teacher_run, args.preset)
-    raw = {k: v for k, v in teacher_run.config.items() if k not in ("notebook", "init_from")}
-    cfg = from_dict(ExperimentConfig, raw, prefix="").validate()  # the teacher run's own resolved config
+    cfg = from_run_config(teacher_run.config).validate()  # the teacher run's own resolved config
     teacher = load_run_model(teacher_run).eval()
     inputs = eval_inputs(cfg, args.clips, 1, cfg.seed)
     ctx = cfg.chunking.context_frames

@@ -19,7 +19,7 @@ from diffusers.training_utils import EMAModel
 
 from aad1lib.builders import build_dataset, build_latent_codec, build_text, build_wan, collate, load_run_model
 from aad1lib.conditioning import I2VConditioner
-from aad1lib.config import ExperimentConfig, from_dict
+from aad1lib.config import ExperimentConfig, from_run_config
 from aad1lib.data import plot_strips
 from aad1lib.eval.teacher_fidelity import format_fidelity, one_pass_psnr, teacher_fidelity
 from aad1lib.run_folder import RunFolder
@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     run = RunFolder.open(args.run)
-    raw = {k: v for k, v in run.config.items() if k not in ("notebook", "init_from")}
-    cfg = from_dict(ExperimentConfig, raw, prefix="").validate()  # the run's own resolved config
+    cfg = from_run_config(run.config).validate()  # the run's own resolved config
     out = Path(args.out) if args.out else run.samples_dir / "fidelity"
     out.mkdir(parents=True, exist_ok=True)
     model = (load_run_model(run) if args.checkpoint is None else checkpoint_ema(cfg, run, args.checkpoint)).eval()
