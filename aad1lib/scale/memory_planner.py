@@ -647,6 +647,12 @@ def kv_cache_bytes(shape: WanShape, geo: TokenGeometry, batch: int, compute_byte
     return 2 * shape.num_layers * tokens * shape.dim * compute_bytes * batch
 
 
+def guided_rows(batch: int, guidance_scale: float) -> int:
+    """Rows of one teacher call: conditional + unconditional with CFG, the conditional alone at scale 1
+    (rollout.guided_velocity skips the unconditional pass there)."""
+    return batch if guidance_scale == 1.0 else 2 * batch
+
+
 def stage_phases(cfg: ExperimentConfig, stage: str, models: list[ModelSpec], opts: PlanOptions) -> list[Phase]:
     """The phases of one training step (module docstring)."""
     geo = token_geometry(cfg)
@@ -658,8 +664,14 @@ def stage_phases(cfg: ExperimentConfig, stage: str, models: list[ModelSpec], opt
             "student", shapes["student"], clip, b, "params", text_tokens=text, per_token_timestep=True
         )
         teacher = GraphForward(
-            "teacher", shapes["teacher"], clip, 2 * b, "none", text_tokens=text, per_token_timestep=True
-        )  # CFG: conditional + unconditional rows, per-frame timesteps (context frames at 0)
+            "teacher",
+            shapes["teacher"],
+            clip,
+            guided_rows(b, cfg.sampling.guidance_scale),
+            "none",
+            text_tokens=text,
+            per_token_timestep=True,
+        )  # per-frame timesteps (context frames at 0)
         return [
             Phase("ODE-pair generation", no_grad=[teacher], backward=False, resident=("teacher", *others)),
             Phase("student update", graphs=[student], resident=("student", *others), roots=("student",)),
@@ -674,8 +686,14 @@ def stage_phases(cfg: ExperimentConfig, stage: str, models: list[ModelSpec], opt
     running = [replace(gen[-1], grad="none")] if opts.grad_checkpointing else []
     if stage == "stage2":
         teacher = GraphForward(
-            "teacher", shapes["teacher"], clip, 2 * b, "none", text_tokens=text, per_token_timestep=True
-        )  # CFG: conditional + unconditional rows
+            "teacher",
+            shapes["teacher"],
+            clip,
+            guided_rows(b, cfg.stage2.guidance_scale),
+            "none",
+            text_tokens=text,
+            per_token_timestep=True,
+        )
         critic = GraphForward("critic", shapes["critic"], clip, b, "params", text_tokens=text, per_token_timestep=True)
         return [
             # (a) critic: a no-grad rollout (the generator's root stays gathered), then the critic's update
