@@ -96,7 +96,8 @@ NOTEBOOK_KEYS: dict[str, dict[str, str | Callable[[Any], Any] | None]] = {
     "02_dmd_warmup": {
         "preset": None, "init_from": None, "steps": "stage2.steps", "student_steps": "stage2.student_steps",
         "rollout": "stage2.rollout", "guidance_scale": "stage2.guidance_scale", "critic_steps": "stage2.critic_steps",
-        "lr_generator": "stage2.lr_generator", "lr_critic": "stage2.lr_critic", "seed": "seed", "run_name": None,
+        "keep": "stage2.keep", "lr_generator": "stage2.lr_generator", "lr_critic": "stage2.lr_critic", "seed": "seed",
+        "run_name": None,
     },
     "03_adversarial": {
         "preset": None, "init_from": None, "steps": "stage3.steps", "lam": "stage3.lam", "r1_sigma": "stage3.r1_sigma",

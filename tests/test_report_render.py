@@ -339,6 +339,10 @@ def test_status_says_when_stage2_kept_its_first_step_and_the_warm_up_ablation_co
     (tmp_path / "stage2-demo" / "finished.json").write_text(json.dumps(dict(info, best_step=15, best_val=0.003)))
     text = warm_start_status(inputs)
     assert "`stage2-demo` kept step 15" in text and "same weights" not in text and "1 of 2 runs" in text
+    last = dict(info, keep="last", kept_step=30, final_val=0.012)  # fixed length: best_step 0 is not what it hands on
+    (tmp_path / "stage2-demo" / "finished.json").write_text(json.dumps(last))
+    text = warm_start_status(inputs)
+    assert "`stage2-demo` kept its last step 30" in text and "0.01200 there" in text and "1 of 2 runs" in text
     assert "No finished Stage II" in warm_start_status(ReportInputs("demo", [], [], None))
 
 

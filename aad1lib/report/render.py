@@ -486,21 +486,20 @@ def teacher_status(inputs: ReportInputs) -> str:
 
 
 def warm_start_status(inputs: ReportInputs) -> str:
-    """Which step each Stage II run kept (early stopping on the teacher's validation loss): step 0 means the run IS
-    its Stage I model, so the DMD warm-up ablation has no Stage-I cell to train (designs.kept_stage1_weights) and a
-    4-step baseline is Stage I sampled with 4 steps."""
+    """Which step each Stage II run kept (``stage2.keep``: early stopping on the teacher's validation loss, or the
+    last update): step 0 means the run IS its Stage I model, so the DMD warm-up ablation has no Stage-I cell to train
+    (designs.kept_stage1_weights) and a 4-step baseline is Stage I sampled with 4 steps."""
     kept = []
     for summary in (s for s in inputs.summaries if s["stage"] == "stage2"):
         finished = Path(summary["run_path"]) / "finished.json"
         info = json.loads(finished.read_text()) if finished.exists() else {}
-        if info.get("best_step") is not None:
+        if designs.kept_step(info) is not None:
             kept.append((summary, info))
     if not kept:
         return "No finished Stage II run with validation in the main table." + seeds_kept_status(inputs)
-    parts = [f"`{s['run']}` kept step {i['best_step']} (teacher validation loss {i['best_val']:.5f}, at step 0 "
-             f"{i['initial_val']:.5f})" for s, i in kept]  # fmt: skip
+    parts = [_kept_text(s, i) for s, i in kept]
     text = "; ".join(parts) + "."
-    main, at_zero = _main_stage2(inputs), [s for s, i in kept if i["best_step"] == 0]
+    main, at_zero = _main_stage2(inputs), [s for s, i in kept if designs.kept_step(i) == 0]
     if at_zero:
         text += (f" DMD raised the validation loss at every evaluation of {len(at_zero)} of {len(kept)} runs, which "
                  "therefore keep their Stage I weights")  # fmt: skip
@@ -515,6 +514,16 @@ def warm_start_status(inputs: ReportInputs) -> str:
     return text + seeds_kept_status(inputs)
 
 
+def _kept_text(summary: dict, info: dict) -> str:
+    """One Stage II run's kept step and its teacher validation loss (best-kept) or final and best (last-kept)."""
+    if info.get("keep") == "last":
+        return (f"`{summary['run']}` kept its last step {info['kept_step']} (the fixed-length warm-up; teacher "
+                f"validation loss {info['final_val']:.5f} there, {info['initial_val']:.5f} at step 0, lowest "
+                f"{info['best_val']:.5f} at step {info['best_step']})")  # fmt: skip
+    return (f"`{summary['run']}` kept step {designs.kept_step(info)} (teacher validation loss {info['best_val']:.5f},"
+            f" at step 0 {info['initial_val']:.5f})")  # fmt: skip
+
+
 def seeds_kept_status(inputs: ReportInputs) -> str:
     """Which step the Stage II runs of the main-table seeds kept: all at step 0 = one set of weights per row."""
     seeds, main = main_seed_rows(inputs), {s["run_path"] for s in inputs.summaries}
@@ -522,7 +531,7 @@ def seeds_kept_status(inputs: ReportInputs) -> str:
         return ""
     runs = [Path(r) for r, m in zip(seeds["run"], seeds["method"], strict=True)
             if m in designs.MAIN_STAGE2_ROWS and r not in main and (Path(r) / "finished.json").exists()]  # fmt: skip
-    kept = [json.loads((run / "finished.json").read_text()).get("best_step") for run in runs]
+    kept = [designs.kept_step(json.loads((run / "finished.json").read_text())) for run in runs]
     if not kept:
         return ""
     at_zero = sum(step == 0 for step in kept)

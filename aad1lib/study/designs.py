@@ -136,11 +136,18 @@ def warmup_ablation(preset: str, stage2_run: RunFolder, seeds: list[int], **kwar
     ]
 
 
+def kept_step(stage2_info: dict) -> int | None:
+    """The update whose weights a Stage II run handed on (its finished.json): ``kept_step``, or for runs made before
+    ``stage2.keep`` existed the early-stopping ``best_step``."""
+    return stage2_info.get("kept_step", stage2_info.get("best_step"))
+
+
 def kept_stage1_weights(stage2_run: RunFolder) -> bool:
-    """Whether the Stage II run kept step 0 (DMD raised the teacher's validation loss at every evaluation): its
-    model IS its Stage I model, so Stage III from Stage I would repeat Stage III from Stage II bit for bit (measured
-    on demo, session 7: every metric of the 3 seeds equal) — the warm-up ablation then has nothing to compare."""
-    return run_summary(stage2_run).get("best_step") == 0
+    """Whether the Stage II run kept step 0 (early stopping: DMD raised the teacher's validation loss at every
+    evaluation): its model IS its Stage I model, so Stage III from Stage I would repeat Stage III from Stage II bit
+    for bit (measured on demo, session 7: every metric of the 3 seeds equal) — the warm-up ablation then has nothing
+    to compare."""
+    return kept_step(run_summary(stage2_run)) == 0
 
 
 # The main table's trained rows as eval.plan names them: the 02_dmd_warmup parameters of each Stage II row

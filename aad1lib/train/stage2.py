@@ -12,8 +12,9 @@ Per generator update (Self-Forcing, Huang et al. 2025; DMD2, Yin et al. 2024):
 ``rollout="teacher_forced"`` writes ground-truth chunks into the cache instead of the student's own
 (CausVid-style); ``student_steps=4`` gives the multi-step baselines. Validation every ``eval_every``
 updates: the teacher's denoising loss on the student's samples for held-out first frames (lower = closer
-to the teacher's distribution); the best checkpoint is kept and training stops early after ``patience``
-evaluations without improvement.
+to the teacher's distribution); with ``keep="best"`` the best checkpoint is kept and training stops early after
+``patience`` evaluations without improvement, with ``keep="last"`` (the paper's fixed-length warm-up) the final
+update's weights are kept.
 """
 
 from __future__ import annotations
@@ -202,10 +203,11 @@ def train_stage2(
                                        val_condition)  # fmt: skip
         if best["value"] is None or value < best["value"]:
             best.update(value=value, step=step, evals_since=0)
-            loop.export_model("generator", loop.run.path / "best_model", use_ema=False)
+            if s2.keep == "best":
+                loop.export_model("generator", loop.run.path / "best_model", use_ema=False)
         else:
             best["evals_since"] += 1
-        if s2.patience and best["evals_since"] >= s2.patience:
+        if s2.keep == "best" and s2.patience and best["evals_since"] >= s2.patience:
             loop.request_stop(f"early stop: no improvement of the validation loss for {s2.patience} evaluations")
         return {"val_teacher_loss": value, "val_best": best["value"]}
 
@@ -247,15 +249,22 @@ def train_stage2(
             loop.run.log_metrics(dict(step=loop.step, **final_val))
     loop.accelerator.wait_for_everyone()
     best = loop.state["best"]
-    final = CausalWanTransformer3DModel.from_pretrained(loop.run.path / "best_model").to(device).eval()
+    if s2.keep == "last":  # the paper's fixed-length warm-up: the final update's weights, whatever the validation says
+        final, kept_step = loop.export_model("generator", loop.run.path / "model", use_ema=False).eval(), loop.step
+    else:
+        final, kept_step = CausalWanTransformer3DModel.from_pretrained(loop.run.path / "best_model"), best["step"]
+        final = final.to(device).eval()
+        if loop.is_main:
+            final.save_pretrained(loop.run.path / "model")
     if loop.is_main:
-        final.save_pretrained(loop.run.path / "model")
         metrics = loop.run.read_metrics()
-        initial = next((m["val_teacher_loss"] for m in metrics if "val_teacher_loss" in m), None)
+        vals = [m["val_teacher_loss"] for m in metrics if "val_teacher_loss" in m]
+        initial, final_val = (vals[0], vals[-1]) if vals else (None, None)
         loop.run.mark_finished(
             stage=STAGE, stage1_run=str(stage1_run.path), teacher_run=str(teacher_run.path), sigmas=sigmas.tolist(),
             student_steps=s2.student_steps, rollout=s2.rollout, best_step=best["step"], best_val=best["value"],
-            initial_val=initial, stopped_early=loop.stop_reason, train_seconds=train_seconds,
+            keep=s2.keep, kept_step=kept_step, initial_val=initial, final_val=final_val, stopped_early=loop.stop_reason,
+            train_seconds=train_seconds,
             peak_rss_mb=max((m["peak_rss_mb"] for m in metrics if "peak_rss_mb" in m), default=None),
         )  # fmt: skip
     loop.end()
