@@ -190,7 +190,7 @@ class Stage2Config:
     eval_every: int = 10  # generator steps between validation evaluations
     patience: int = 5  # evaluations without improvement before early stopping (0 = never stop early)
     # the weights Stage II hands on: "best" = lowest validation loss (our early stopping), "last" = the final update
-    # (the paper's fixed-length warm-up; the validation loss then only reports)
+    # (a fixed-length warm-up; the validation loss then only reports). The paper early-stops on an unnamed signal
     keep: Literal["best", "last"] = "best"
     num_val_clips: int = 8
     num_samples: int = 4

@@ -13,8 +13,8 @@ Per generator update (Self-Forcing, Huang et al. 2025; DMD2, Yin et al. 2024):
 (CausVid-style); ``student_steps=4`` gives the multi-step baselines. Validation every ``eval_every``
 updates: the teacher's denoising loss on the student's samples for held-out first frames (lower = closer
 to the teacher's distribution); with ``keep="best"`` the best checkpoint is kept and training stops early after
-``patience`` evaluations without improvement, with ``keep="last"`` (the paper's fixed-length warm-up) the final
-update's weights are kept.
+``patience`` evaluations without improvement (the paper early-stops without naming its signal), with
+``keep="last"`` (a fixed-length warm-up) the final update's weights are kept.
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def train_stage2(
             loop.run.log_metrics(dict(step=loop.step, **final_val))
     loop.accelerator.wait_for_everyone()
     best = loop.state["best"]
-    if s2.keep == "last":  # the paper's fixed-length warm-up: the final update's weights, whatever the validation says
+    if s2.keep == "last":  # a fixed-length warm-up: the final update's weights, whatever the validation says
         final, kept_step = loop.export_model("generator", loop.run.path / "model", use_ema=False).eval(), loop.step
     else:
         final, kept_step = CausalWanTransformer3DModel.from_pretrained(loop.run.path / "best_model"), best["step"]
